@@ -1,0 +1,6 @@
+#ifndef COORDINATOR_CCRYPTO_SHIM_H
+#define COORDINATOR_CCRYPTO_SHIM_H
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+#endif

@@ -1,0 +1,4 @@
+import Support
+enum HostsCommand {
+    static var spec: CommandSpec { CommandSpec(name: "hosts", summary: "Inspect the build fleet.", subcommands: []) }
+}
