@@ -1,0 +1,108 @@
+import Foundation
+import Support
+
+/// How an upload's stream is compressed on the wire.
+public enum UploadCompression: String, Sendable, CaseIterable {
+    /// zstd when both sides have it, else gzip, else none.
+    case auto
+    /// `zstd -1`.
+    case zstd
+    /// `gzip -1`.
+    case gzip
+    /// Raw tar.
+    case none
+}
+
+/// What an upload moved.
+public struct UploadStats: Sendable {
+    /// Bytes on the SSH channel (after compression).
+    public var wireBytes: Int64
+    /// Seconds from start to the remote side having written everything.
+    public var seconds: Double
+    /// The compression used.
+    public var compression: UploadCompression
+}
+
+extension SSHConnection {
+    /// Streams the local directory tree `directory` into `remoteDirectory` (created if missing) through
+    /// `tar -x` on the host. Symlinks travel as symlinks. Memory stays bounded: the tar stream is piped.
+    public func upload(directory: String, to remoteDirectory: String, compression: UploadCompression = .auto,
+                       progress: (@Sendable (Int64) -> Void)? = nil) async throws -> UploadStats {
+        let codec = try await resolve(compression)
+        var local = "tar -cf - -C \(Shell.quote(directory)) ."
+        var remoteUnpack = "tar -xf - -C \(Shell.quote(remoteDirectory))"
+        switch codec {
+        case .zstd: local += " | zstd -1 -q -c"; remoteUnpack = "zstd -d -q -c | " + remoteUnpack
+        case .gzip: local += " | gzip -1 -c"; remoteUnpack = "gzip -d -c | " + remoteUnpack
+        case .none, .auto: break
+        }
+        let remote = "mkdir -p \(Shell.quote(remoteDirectory)) && \(remoteUnpack)"
+        let stats = try await pipe(localCommand: local, into: remote, progress: progress)
+        return UploadStats(wireBytes: stats.0, seconds: stats.1, compression: codec)
+    }
+
+    /// Streams everything `input` yields into the remote file `remotePath` (mode 0600 until the caller changes it).
+    public func upload(_ input: ExecInput, toFile remotePath: String) async throws {
+        let command = "umask 077 && cat > \(Shell.quote(remotePath))"
+        let out = try await run(command, input: input)
+        guard out.status.succeeded else {
+            throw fail(.protocolError, "writing \(remotePath) failed: \(out.stderrText.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+    }
+
+    private func resolve(_ compression: UploadCompression) async throws -> UploadCompression {
+        guard compression == .auto else { return compression }
+        let probe = try await runPlain("command -v zstd >/dev/null 2>&1 && echo zstd || { command -v gzip >/dev/null 2>&1 && echo gzip; } || echo none", timeout: 30)
+        let remote = probe.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+        for codec in [UploadCompression.zstd, .gzip] where remote == codec.rawValue || (codec == .gzip && remote == "zstd") {
+            if localHas(codec.rawValue) { return codec }
+        }
+        return .none
+    }
+
+    private func localHas(_ tool: String) -> Bool {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        return path.split(separator: ":").contains { FileManager.default.isExecutableFile(atPath: "\($0)/\(tool)") }
+    }
+
+    /// Runs `localCommand` locally and pipes its stdout into `remote`'s stdin. Returns (bytes sent, seconds).
+    private func pipe(localCommand: String, into remote: String, progress: (@Sendable (Int64) -> Void)?) async throws -> (Int64, Double) {
+        let start = Date.timeIntervalSinceReferenceDate
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = ["-c", "set -o pipefail; " + localCommand]
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let sentBox = SentCounter()
+        let remoteErr = DataBox()
+        let status: ExecStatus
+        do {
+            status = try await exec(remote, input: .fileDescriptor(out.fileHandleForReading.fileDescriptor),
+                                    stderr: { remoteErr.append($0) },
+                                    progress: { p in sentBox.set(p.sent); progress?(p.sent) })
+        } catch {
+            process.terminate()
+            process.waitUntilExit()
+            throw error
+        }
+        process.waitUntilExit()
+        let localErr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw fail(.local, "local packing failed (\(localCommand)): \(localErr.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        guard status.succeeded else {
+            throw fail(.protocolError, "remote unpack failed (exit \(status.exitStatus)): \(String(decoding: remoteErr.data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return (sentBox.value, Date.timeIntervalSinceReferenceDate - start)
+    }
+}
+
+final class SentCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v: Int64 = 0
+    func set(_ n: Int64) { lock.lock(); v = n; lock.unlock() }
+    var value: Int64 { lock.lock(); defer { lock.unlock() }; return v }
+}
