@@ -94,7 +94,12 @@ public enum HostKeyPolicy: String, Sendable, Codable, CaseIterable {
 
 /// `engine`.
 public enum Engine: String, Sendable, Codable, CaseIterable {
-    case docker, podman, buildah
+    /// docker buildx / BuildKit.
+    case docker
+    /// podman build.
+    case podman
+    /// buildah bud, no daemon.
+    case buildah
 }
 
 /// `credentials`.
@@ -113,14 +118,15 @@ public struct RegistrySettings: Sendable, Equatable, Codable {
     public init(insecure: Bool = false) { self.insecure = insecure }
 }
 
-/// An inventory problem: file, JSON path (`hosts[3].platforms[0]`), and line:column for syntax errors.
+/// An inventory problem: file, JSON path (`hosts[3].platforms[0]`), and line:column (always for syntax errors).
 public struct InventoryError: UserFacingError, Equatable {
     /// The inventory file.
     public var file: String
-    /// JSON path of the offending value; empty for the document or syntax errors.
+    /// JSON path of the offending value or key (`defaults.port`, `registries["h:5000"]`); empty for the document.
     public var path: String
-    /// 1-based line and column for syntax errors.
+    /// 1-based line of the offending value, key or character; nil when the file could not be read.
     public var line: Int?
+    /// 1-based column, counted in Unicode scalars; nil when `line` is.
     public var column: Int?
     /// What is wrong.
     public var message: String
@@ -134,7 +140,9 @@ public struct InventoryError: UserFacingError, Equatable {
         self.message = message
     }
 
+    /// Always `.usage` (2): a bad inventory stops the run before any connection.
     public var exitCode: ExitCode { .usage }
+    /// `file:line:column: path: message`.
     public var description: String {
         var where_ = file
         if let line, let column { where_ += ":\(line):\(column)" }
