@@ -49,6 +49,9 @@ let package = Package(
         /// The executable: calls into CLI, nothing else.
         .executableTarget(name: "coordinator", dependencies: ["CLI"]),
 
+        /// Benchmark driver: exercises library pieces the CLI has no command for (bench/*.sh call it).
+        .executableTarget(name: "coordinator-bench", dependencies: ["SSH", "Support"], path: "bench/driver"),
+
         // MARK: Test support
 
         /// Starts real sshd hosts and a real registry for the tests (Deploy/ scripts).
