@@ -1,5 +1,6 @@
 // Turns the JSON tree into a `Fleet`: every key checked against the format of DESIGN.md §4, defaults applied,
-// paths resolved. The first problem, in file order, is thrown; nothing is reported half-loaded.
+// paths resolved. The first problem is thrown — for each object: unknown keys, then missing ones, then its members
+// in file order; uniqueness across hosts last — so the same file always gives the same error.
 import Foundation
 import OCI
 import Support
