@@ -140,8 +140,7 @@ struct JSONParser {
         case UInt8(ascii: "t"): try literal("true"); return JSONValue(kind: .bool(true), position: start)
         case UInt8(ascii: "f"): try literal("false"); return JSONValue(kind: .bool(false), position: start)
         case UInt8(ascii: "n"): try literal("null"); return JSONValue(kind: .null, position: start)
-        case UInt8(ascii: "/"): throw error("comments are not allowed in JSON")
-        default: throw error("unexpected \(describeCurrent()); expected a value")
+        default: throw unexpected(expecting: "a value")
         }
     }
 
@@ -155,7 +154,7 @@ struct JSONParser {
             skipWhitespace()
             guard current == UInt8(ascii: "\"") else {
                 if current == UInt8(ascii: "}") { throw error("trailing comma before '}'") }
-                throw error("unexpected \(describeCurrent()); expected a key in double quotes")
+                throw unexpected(expecting: "a key in double quotes")
             }
             let keyPosition = position
             let key = try parseString()
@@ -167,7 +166,7 @@ struct JSONParser {
             seen[key] = keyPosition
             skipWhitespace()
             guard current == UInt8(ascii: ":") else {
-                throw error("unexpected \(describeCurrent()); expected ':' after the key")
+                throw unexpected(expecting: "':' after the key")
             }
             advance()
             skipWhitespace()
@@ -180,7 +179,7 @@ struct JSONParser {
             switch current {
             case UInt8(ascii: ","): advance()
             case UInt8(ascii: "}"): advance(); return members
-            default: throw error("unexpected \(describeCurrent()); expected ',' or '}'")
+            default: throw unexpected(expecting: "',' or '}'")
             }
         }
     }
@@ -201,7 +200,7 @@ struct JSONParser {
             switch current {
             case UInt8(ascii: ","): advance()
             case UInt8(ascii: "]"): advance(); return elements
-            default: throw error("unexpected \(describeCurrent()); expected ',' or ']'")
+            default: throw unexpected(expecting: "',' or ']'")
             }
         }
     }
@@ -366,6 +365,14 @@ struct JSONParser {
                 throw error("the file is not valid UTF-8")
             }
         }
+    }
+
+    /// "unexpected X; expected Y", or a plain word about comments, which JSON users often try.
+    private func unexpected(expecting expected: String) -> InventoryError {
+        if current == UInt8(ascii: "/"), peek(1) == UInt8(ascii: "/") || peek(1) == UInt8(ascii: "*") {
+            return error("comments are not allowed in JSON")
+        }
+        return error("unexpected \(describeCurrent()); expected \(expected)")
     }
 
     private func error(_ message: String, at where_: JSONPosition? = nil) -> InventoryError {

@@ -1,5 +1,6 @@
 // Turns the JSON tree into a `Fleet`: every key checked against the format of DESIGN.md §4, defaults applied,
-// paths resolved. The first problem, in file order, is thrown; nothing is reported half-loaded.
+// paths resolved. The first problem is thrown — for each object: unknown keys, then missing ones, then its members
+// in file order; uniqueness across hosts last — so the same file always gives the same error.
 import Foundation
 import OCI
 import Support
@@ -63,7 +64,6 @@ private struct Settings {
 
 /// A host as written, before defaults apply.
 private struct HostEntry {
-    var node: Node
     var name: (String, Node)?
     var address: (String, Node)?
     var platforms: [Platform] = []
@@ -77,7 +77,7 @@ private struct Loader {
     func fleet(_ root: Node) throws -> Fleet {
         var defaults = Settings()
         var registries: [String: RegistrySettings] = [:]
-        var entries: [HostEntry]?
+        var entries: [HostEntry] = []  // `hosts` is required, so this is filled by the time it is read
         for (key, node) in try root.object(allowed: InventoryKeys.top, required: ["hosts"]) {
             switch key {
             case "defaults":
@@ -92,13 +92,13 @@ private struct Loader {
                 entries = try hosts.map(parseHost)
             }
         }
-        let hosts = (entries ?? []).map { resolve($0, defaults: defaults) }
-        try checkUnique(entries ?? [], hosts)
+        let hosts = entries.map { resolve($0, defaults: defaults) }
+        try checkUnique(entries, hosts)
         return Fleet(file: root.file, hosts: hosts, registries: registries)
     }
 
     private func parseHost(_ node: Node) throws -> HostEntry {
-        var entry = HostEntry(node: node)
+        var entry = HostEntry()
         for (key, field) in try node.object(allowed: InventoryKeys.host, required: InventoryKeys.hostRequired) {
             switch key {
             case "name": entry.name = (try field.nonEmptyString(), field)
