@@ -10,6 +10,8 @@ public enum ExecInput: Sendable {
     case data(Data)
     /// Everything readable from this local file descriptor until EOF (the caller owns and closes it).
     case fileDescriptor(Int32)
+    /// Chunks pulled on the session thread until the producer returns nil (bounded memory: one chunk at a time).
+    case producer(@Sendable () throws -> Data?)
 }
 
 /// How a remote command ended.
@@ -130,12 +132,14 @@ extension SSHConnection {
         var eofSent = false
         var sent: Int64 = 0
         var localFD: Int32 = -1
+        var producer: (@Sendable () throws -> Data?)?
         switch input {
         case .none: inputDone = true
         case .data(let d): pending = d
         case .fileDescriptor(let fd):
             localFD = fd
             _ = coord_fcntl_nonblock(fd)
+        case .producer(let p): producer = p
         }
         var outOpen = true, errOpen = true
         while true {
@@ -166,6 +170,10 @@ extension SSHConnection {
                     else if coord_errno() == EAGAIN || coord_errno() == EINTR { pending.count = 0; pendingOffset = 0 }
                     else { throw fail(.local, "reading local input: \(String(cString: strerror(coord_errno())))") }
                 }
+                if pendingOffset >= pending.count, let p = producer, !inputDone {
+                    if let chunk = try p() { pending = chunk; pendingOffset = 0; progressed = true }
+                    else { inputDone = true; pending = Data(); pendingOffset = 0 }
+                }
                 if pendingOffset < pending.count {
                     let n = pending.withUnsafeBytes { raw -> Int in
                         let base = raw.baseAddress!.advanced(by: pendingOffset).assumingMemoryBound(to: CChar.self)
@@ -179,7 +187,7 @@ extension SSHConnection {
                     } else if n < 0, Int32(n) != LIBSSH2_ERROR_EAGAIN {
                         throw libssh2Failure("libssh2_channel_write_ex", Int32(n))
                     }
-                } else if localFD < 0 {
+                } else if localFD < 0 && producer == nil {
                     inputDone = true
                 }
                 if inputDone, pendingOffset >= pending.count {
