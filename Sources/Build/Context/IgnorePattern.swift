@@ -329,7 +329,7 @@ enum PathClean {
 extension Substring {
     /// Without leading and trailing spaces, tabs, CR and LF (Go's `strings.TrimSpace` for ASCII).
     var trimmingSpaces: Substring {
-        let ws: Set<Character> = [" ", "\t", "\r", "\n", "\u{0B}", "\u{0C}"]
+        let ws: Set<Character> = [" ", "\t", "\r", "\n", "\r\n", "\u{0B}", "\u{0C}"]
         var s = self
         while let f = s.first, ws.contains(f) { s = s.dropFirst() }
         while let l = s.last, ws.contains(l) { s = s.dropLast() }

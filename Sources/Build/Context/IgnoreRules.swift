@@ -19,9 +19,7 @@ public struct IgnoreRules: Sendable, Equatable {
         var body = Substring(text)
         if body.hasPrefix("\u{FEFF}") { body = body.dropFirst() }
         var lines: [String] = []
-        for raw in body.split(separator: "\n", omittingEmptySubsequences: false) where !raw.hasPrefix("#") {
-            lines.append(String(raw))
-        }
+        for raw in IgnoreFile.lines(String(body)) where !raw.hasPrefix("#") { lines.append(raw) }
         try self.init(patterns: lines)
     }
 
@@ -75,8 +73,12 @@ public enum IgnoreFile {
     }
 
     private static func lineNumber(of pattern: String, in text: String) -> Int {
-        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
-        where String(line) == pattern { return i + 1 }
+        for (i, line) in lines(text).enumerated() where line == pattern { return i + 1 }
         return 0
+    }
+
+    /// Lines split on LF scalars (a CRLF is one Swift `Character`, so splitting Characters would miss it).
+    static func lines(_ text: String) -> [String] {
+        text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).map { String(String.UnicodeScalarView($0)) }
     }
 }
