@@ -1,0 +1,110 @@
+import Foundation
+import Support
+
+/// Where a build's progress goes: prefixed line-buffered text, or JSON events, plus one log file per platform.
+public final class BuildLog: @unchecked Sendable {
+    /// Output style.
+    public enum Style: String, Sendable {
+        case plain, json
+    }
+
+    private let style: Style
+    private let lock = NSLock()
+    private var partial: [String: Data] = [:]
+    private var files: [String: FileHandle] = [:]
+    private var tails: [String: [String]] = [:]
+    /// Local folder of per-platform log files.
+    public let directory: String
+
+    /// A log writing per-platform files under `directory`.
+    public init(style: Style, directory: String) {
+        self.style = style
+        self.directory = directory
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    /// The log file of a platform.
+    public func file(for platform: String) -> String { directory + "/" + platform.replacingOccurrences(of: "/", with: "-") + ".log" }
+
+    /// A coordinator message about a platform on a host (`[linux/arm64 h2] message`).
+    public func note(_ platform: String, _ host: String?, _ message: String) {
+        emit(platform: platform, host: host, stream: "coordinator", line: message)
+    }
+
+    /// A coordinator message not tied to a platform.
+    public func info(_ message: String) {
+        switch style {
+        case .plain: Console.shared.err("[coordinator] " + message)
+        case .json: event(["type": "info", "message": message])
+        }
+    }
+
+    /// Bytes from a remote stream; complete lines are emitted, the rest waits for its newline.
+    public func output(_ platform: String, _ host: String, stream: String, _ data: Data) {
+        lock.lock()
+        let key = platform + "\u{0}" + stream
+        var buffer = (partial[key] ?? Data()) + data
+        var lines: [String] = []
+        while let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+            lines.append(String(decoding: buffer[buffer.startIndex..<nl], as: UTF8.self))
+            buffer = Data(buffer[buffer.index(after: nl)...])
+        }
+        partial[key] = buffer
+        lock.unlock()
+        for line in lines { emit(platform: platform, host: host, stream: stream, line: line) }
+    }
+
+    /// Emits what is left of a platform's streams without a final newline.
+    public func flush(_ platform: String, _ host: String) {
+        for stream in ["stdout", "stderr"] {
+            lock.lock()
+            let key = platform + "\u{0}" + stream
+            let rest = partial.removeValue(forKey: key) ?? Data()
+            lock.unlock()
+            if !rest.isEmpty { emit(platform: platform, host: host, stream: stream, line: String(decoding: rest, as: UTF8.self)) }
+        }
+    }
+
+    /// The last lines of a platform's log (for failure summaries).
+    public func tail(_ platform: String, lines n: Int = 15) -> [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return Array((tails[platform] ?? []).suffix(n))
+    }
+
+    /// Closes the log files.
+    public func close() {
+        lock.lock()
+        for f in files.values { try? f.close() }
+        files = [:]
+        lock.unlock()
+    }
+
+    private func emit(platform: String, host: String?, stream: String, line: String) {
+        let prefix = "[\(platform)\(host.map { " " + $0 } ?? "")]"
+        lock.lock()
+        var t = tails[platform] ?? []
+        t.append(line)
+        if t.count > 50 { t.removeFirst(t.count - 50) }
+        tails[platform] = t
+        if files[platform] == nil {
+            let path = file(for: platform)
+            FileManager.default.createFile(atPath: path, contents: nil)
+            files[platform] = FileHandle(forWritingAtPath: path)
+        }
+        files[platform]?.write(Data((prefix + " " + line + "\n").utf8))
+        lock.unlock()
+        switch style {
+        case .plain: Console.shared.err(prefix + " " + line)
+        case .json:
+            var e = ["type": "log", "platform": platform, "stream": stream, "line": line]
+            if let host { e["host"] = host }
+            event(e)
+        }
+    }
+
+    /// One JSON event line on stderr.
+    public func event(_ fields: [String: String]) {
+        if let s = try? JSONOutput.string(fields, compact: true) { Console.shared.err(s) }
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import Inventory
+import OCI
+import SSH
+import Support
+
+/// What one attempt of one platform on one host produced.
+enum JobOutcome: Sendable {
+    /// Built and delivered: the manifest digest, and the context bytes that had to be sent.
+    case built(digest: Digest, contextBytes: Int64, ociLayout: String?)
+    /// The engine failed on the Dockerfile.
+    case buildFailed(String)
+    /// Anything else: try another host.
+    case infrastructure(String)
+}
+
+/// Runs one platform's build on one host: run folder, context upload (content-addressed), auth file,
+/// engine script, digest; removes the run folder whatever happens.
+struct HostJob: Sendable {
+    var host: HostSpec
+    var platform: Platform
+    var request: BuildRequest
+    var context: PreparedContext
+    var runID: String
+    var log: BuildLog
+    var authJSON: Data?
+    var insecureRegistry: Bool
+    /// Where to download the OCI layout when the output is a local layout.
+    var downloadTo: String?
+
+    var runDir: String {
+        host.workDir + "/runs/" + runID + "-" + platform.description.replacingOccurrences(of: "/", with: "-")
+    }
+
+    func script(contextDir: String) -> EngineScript {
+        EngineScript(engine: host.engine, platform: platform, runDir: runDir, contextDir: contextDir,
+                     dockerfile: context.dockerfilePath, request: request, hasAuthFile: authJSON != nil,
+                     insecureRegistry: insecureRegistry)
+    }
+
+    func run() async -> JobOutcome {
+        let p = platform.description
+        let connection: SSHConnection
+        do {
+            connection = try await SSHConnection.connect(host.sshTarget)
+        } catch {
+            return .infrastructure("\(error)")
+        }
+        let outcome = await attempt(connection)
+        // Clean up even when the task was cancelled: a detached task is not, and it is awaited.
+        let c = connection, dir = runDir
+        await Task.detached { _ = try? await c.runPlain("rm -rf \(Shell.quote(dir))", timeout: 15); await c.close() }.value
+        return outcome
+    }
+
+    private func attempt(_ connection: SSHConnection) async -> JobOutcome {
+        let p = platform.description
+        do {
+            let mk = try await connection.runPlain("mkdir -p \(Shell.quote(runDir)) && chmod 700 \(Shell.quote(runDir))", timeout: 30)
+            guard mk.status.succeeded else { return .infrastructure("cannot create run folder \(runDir): \(mk.stderrText)") }
+            let (contextDir, sent) = try await uploadContext(connection)
+            log.note(p, host.name, sent == 0 ? "context \(context.manifest.digestHex.prefix(12)) already on host: 0 bytes sent" : "context sent: \(sent) bytes")
+            if let auth = authJSON {
+                try await connection.upload(.data(auth), toFile: runDir + "/auth.json")
+            }
+            let engine = script(contextDir: contextDir)
+            let logRef = log, name = host.name
+            let status = try await connection.exec(engine.render(), timeout: request.timeout,
+                                                   stdout: { logRef.output(p, name, stream: "stdout", $0) },
+                                                   stderr: { logRef.output(p, name, stream: "stderr", $0) })
+            log.flush(p, host.name)
+            guard status.succeeded else {
+                let tail = log.tail(p).joined(separator: "\n")
+                let what = status.signal.map { "engine killed by signal \($0)" } ?? "exit status \(status.exitStatus)"
+                if EngineScript.isInfrastructure(exitStatus: status.exitStatus, signal: status.signal, logTail: tail) {
+                    return .infrastructure("build script failed on \(host.name) (\(what))")
+                }
+                return .buildFailed("the build failed on \(host.name) (\(what))")
+            }
+            let digestText = try await connection.runPlain("cat \(Shell.quote(runDir + "/digest"))", timeout: 30).stdoutText
+            let digest = try Digest(parsing: digestText.trimmingCharacters(in: .whitespacesAndNewlines))
+            var layout: String?
+            if let downloadTo {
+                try await download(connection, to: downloadTo)
+                layout = downloadTo
+            }
+            return .built(digest: digest, contextBytes: sent, ociLayout: layout)
+        } catch is CancellationError {
+            return .infrastructure("cancelled")
+        } catch {
+            return .infrastructure("\(error)")
+        }
+    }
+
+    /// Brings the context into the host's cache, sending only blobs it lacks. Returns the tree path and bytes sent.
+    func uploadContext(_ connection: SSHConnection) async throws -> (String, Int64) {
+        let cache = ContextCache(workDir: host.workDir)
+        let manifest = context.manifest
+        let probe = try await connection.run(cache.probeCommand(manifest), input: .data(Data(cache.probeInput(manifest).utf8)), timeout: 120)
+        guard probe.status.succeeded, let result = ContextCache.parseProbe(probe.stdoutText) else {
+            throw SSHError(host: host.name, kind: .protocolError, message: "context cache probe failed: \(probe.stderrText)")
+        }
+        var sent: Int64 = 0
+        if case .missing(let hexes) = result {
+            if !hexes.isEmpty {
+                let stream = StreamBox(TarStream(blobs: Set(hexes), of: context))
+                let received = try await connection.run(cache.receiveBlobsCommand(), input: .producer({ try stream.next() }), timeout: nil)
+                guard received.status.succeeded else {
+                    throw SSHError(host: host.name, kind: .protocolError, message: "context upload failed: \(received.stderrText)")
+                }
+                sent = stream.produced
+            }
+            let made = try await connection.run(ContextCache.materialiseCommand, input: .data(Data(cache.materialiseScript(manifest).utf8)), timeout: 600)
+            guard made.status.succeeded else {
+                throw SSHError(host: host.name, kind: .protocolError, message: "context materialise failed: \(made.stderrText)")
+            }
+        }
+        return (cache.treePath(manifest), sent)
+    }
+
+    /// Downloads the run folder's OCI layout into a local folder.
+    func download(_ connection: SSHConnection, to local: String) async throws {
+        try FileManager.default.createDirectory(atPath: local, withIntermediateDirectories: true)
+        let untar = Process()
+        untar.executableURL = URL(fileURLWithPath: "/bin/tar")
+        untar.arguments = ["-x", "-f", "-", "-C", local]
+        let pipe = Pipe()
+        untar.standardInput = pipe
+        try untar.run()
+        let writer = pipe.fileHandleForWriting
+        let status = try await connection.exec("tar -cf - -C \(Shell.quote(runDir + "/oci")) .", stdout: { writer.write($0) })
+        try writer.close()
+        untar.waitUntilExit()
+        guard status.succeeded, untar.terminationStatus == 0 else {
+            throw SSHError(host: host.name, kind: .protocolError, message: "downloading the OCI layout failed")
+        }
+    }
+}
+
+/// A TarStream used from the session thread only, one pull at a time.
+final class StreamBox: @unchecked Sendable {
+    private let stream: TarStream
+    init(_ s: TarStream) { stream = s }
+    func next() throws -> Data? { try stream.nextChunk().map { Data($0) } }
+    var produced: Int64 { stream.bytesProduced }
+}
