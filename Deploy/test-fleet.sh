@@ -1,0 +1,447 @@
+#!/usr/bin/env bash
+# test-fleet.sh: a fleet of build "hosts" on one machine, one sshd per loopback address (DESIGN.md §8).
+# Every test, the demo and the benchmarks use it. Run as root; nothing leaves 127.0.0.0/8.
+#
+#   start DIR COUNT [--base 127.0.1] [--port 2222] [--arch ARCH[,ARCH...]] [--engine buildah|podman|docker]
+#   stop DIR [--clean]          kill every host's sshd and sessions; --clean also removes DIR
+#   kill DIR hN                 kill -9 the host's sshd and sessions (host died)
+#   freeze DIR hN / thaw DIR hN kill -STOP / -CONT the host's sshd and sessions (host hangs / recovers)
+#   restart DIR hN              stop the host and start it again (same keys, same address)
+#   status DIR                  one line per host: name address:port arch state pid sessions
+#
+# Exit status: 0 done, 1 failed, 2 usage, 3 an address:port of the fleet is already taken (pick another base).
+#
+# A host's processes are its listener (the pid in its PidFile, if that process is still the sshd of its
+# config) and every process carrying COORDINATOR_FLEET_HOSTDIR=DIR/hosts/hN in its environment (each session
+# gets it through SetEnv; sshd itself overwrites its environment with its process title), plus all their
+# descendants: a session process that was reparented is still found.
+set -euo pipefail
+
+SSHD=${SSHD:-/usr/sbin/sshd}
+readonly MARKER=COORDINATOR_FLEET_HOSTDIR
+
+usage() {
+    sed -n '5,10s/^# \{0,1\}//p' "$0" >&2
+    exit 2
+}
+
+fail() { # CODE MESSAGE...
+    local code=$1
+    shift
+    echo "test-fleet: $*" >&2
+    exit "$code"
+}
+
+in_range() { # VALUE MIN MAX: VALUE is a decimal number within MIN...MAX
+    [[ $1 =~ ^[0-9]{1,6}$ ]] || return 1
+    [ "$((10#$1))" -ge "$2" ] && [ "$((10#$1))" -le "$3" ]
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Processes
+
+# True when PID exists and is not a zombie (an unreaped zombie still answers kill -0).
+alive() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [ "${stat%% *}" != Z ]
+}
+
+# The pid of the listening sshd of HOSTDIR, if it runs (its process title names its config).
+listener_pid() { # HOSTDIR
+    local pid
+    pid=$(cat "$1/sshd.pid" 2>/dev/null) || return 0
+    if [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" && grep -qsF -e "-f $1/sshd_config" "/proc/$pid/cmdline"; then
+        echo "$pid"
+    fi
+}
+
+# Pids (one a line) of every live process of the given host folders.
+host_pids() { # HOSTDIR...
+    local patterns=() dir roots
+    for dir in "$@"; do patterns+=(-e "$MARKER=$dir"); done
+    roots=$(grep -lsxFz "${patterns[@]}" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 | tr '\n' ' ') || true
+    for dir in "$@"; do roots="$roots $(listener_pid "$dir")"; done
+    [ -n "${roots// /}" ] || return 0
+    ps -e -o pid=,ppid=,stat= | awk -v roots="$roots" -v self="$$" '
+        { kids[$2] = kids[$2] " " $1; state[$1] = $3 }
+        END {
+            n = split(roots, queue, " ")
+            for (i = 1; i <= n; i++) seen[queue[i]] = 1
+            for (i = 1; i <= n; i++) {
+                m = split(kids[queue[i]], k, " ")
+                for (j = 1; j <= m; j++) if (!(k[j] in seen)) { seen[k[j]] = 1; queue[++n] = k[j] }
+            }
+            for (p in seen) if (p != self && (p in state) && state[p] !~ /^Z/) print p
+        }'
+}
+
+# Sends SIG to every process of the host folders until a listing finds none it has not signalled yet
+# (a process may fork between the listing and the signal).
+signal_hosts() { # SIG HOSTDIR...
+    local sig=$1 round pid new
+    shift
+    local -A sent=()
+    for ((round = 0; round < 8; round++)); do
+        new=()
+        while read -r pid; do
+            if [ -z "${sent[$pid]:-}" ]; then
+                new+=("$pid")
+                sent[$pid]=1
+            fi
+        done < <(host_pids "$@")
+        [ "${#new[@]}" -gt 0 ] || return 0
+        kill "-$sig" "${new[@]}" 2>/dev/null || true
+    done
+}
+
+# Waits until no process of the host folders is left; true if that happened within SECONDS.
+wait_gone() { # SECONDS HOSTDIR...
+    local deadline=$((SECONDS + $1))
+    shift
+    while [ -n "$(host_pids "$@")" ]; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.05
+    done
+}
+
+# Stops hosts for good: thaw (a stopped process ignores TERM), TERM, then KILL what is left.
+stop_hosts() { # HOSTDIR...
+    [ "$#" -gt 0 ] || return 0
+    signal_hosts CONT "$@"
+    signal_hosts TERM "$@"
+    wait_gone 2 "$@" && return 0
+    signal_hosts KILL "$@"
+    wait_gone 5 "$@" || fail 1 "processes of the fleet survived SIGKILL: $(host_pids "$@" | tr '\n' ' ')"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Folders and files
+
+# The absolute fleet folder. The characters are restricted so that sshd_config, JSON and shell need no quoting.
+fleet_dir() { # DIR
+    local dir
+    mkdir -p "$1"
+    dir=$(cd "$1" && pwd -P)
+    [[ $dir =~ ^[A-Za-z0-9._/+@,=-]+$ ]] || fail 2 "DIR must be a path of letters, digits and ._/+@,=- only: $dir"
+    printf '%s\n' "$dir"
+}
+
+existing_fleet_dir() { # DIR
+    [ -d "$1/hosts" ] || fail 1 "no fleet in $1"
+    (cd "$1" && pwd -P)
+}
+
+host_dirs() { # FLEETDIR
+    local dir
+    for dir in "$1"/hosts/h*; do
+        if [ -f "$dir/sshd_config" ]; then printf '%s\n' "$dir"; fi
+    done
+}
+
+host_dir() { # FLEETDIR NAME
+    if ! [[ $2 =~ ^h[0-9]+$ ]] || ! [ -f "$1/hosts/$2/sshd_config" ]; then fail 2 "no host $2 in $1"; fi
+    printf '%s\n' "$1/hosts/$2"
+}
+
+# The platform an inventory lists for a simulated `uname -m`.
+platform_of() {
+    case $1 in
+        x86_64) echo linux/amd64 ;;
+        aarch64) echo linux/arm64 ;;
+        armv7l) echo linux/arm/v7 ;;
+    esac
+}
+
+normalise_arch() {
+    case $1 in
+        x86_64 | amd64) echo x86_64 ;;
+        aarch64 | arm64) echo aarch64 ;;
+        armv7l | armhf | arm) echo armv7l ;;
+        *) fail 2 "unknown arch '$1' (x86_64, aarch64, armv7l)" ;;
+    esac
+}
+
+# known_hosts names a host on a port other than 22 as [addr]:port.
+known_host_name() { # ADDRESS PORT
+    if [ "$2" = 22 ]; then echo "$1"; else echo "[$1]:$2"; fi
+}
+
+# Everything host NAME needs, written into HOSTDIR: keys, config, PATH shim, storage, home, workDir.
+setup_host() { # FLEETDIR NAME ADDRESS PORT ARCH
+    local fleet=$1 name=$2 address=$3 port=$4 arch=$5
+    local h=$fleet/hosts/$name type
+    mkdir -p "$h/bin" "$h/home" "$h/work" "$h/tmp" "$h/storage/graph" "$h/storage/run" "$h/storage/libpod"
+    for type in ed25519 ecdsa; do
+        [ -f "$h/ssh_host_${type}_key" ] ||
+            ssh-keygen -q -t "$type" -N '' -C "$name" -f "$h/ssh_host_${type}_key" </dev/null >/dev/null
+    done
+    cp "$fleet/client/id_ed25519.pub" "$h/authorized_keys"
+
+    cat >"$h/bin/uname" <<EOF
+#!/bin/sh
+# Simulated machine of fleet host $name; every other question goes to the real uname.
+case "\$*" in
+    -m | --machine | -p | --processor | -i | --hardware-platform) echo $arch ;;
+    *) exec /usr/bin/uname "\$@" ;;
+esac
+EOF
+    printf '#!/bin/sh\necho %s\n' "$arch" >"$h/bin/arch"
+    chmod 755 "$h/bin/uname" "$h/bin/arch"
+
+    cat >"$h/storage.conf" <<EOF
+[storage]
+driver = "vfs"
+graphroot = "$h/storage/graph"
+runroot = "$h/storage/run"
+EOF
+    cat >"$h/containers.conf" <<EOF
+[engine]
+tmp_dir = "$h/storage/libpod"
+events_logger = "file"
+EOF
+
+    cat >"$h/sshd_config" <<EOF
+# Fleet host $name: $address:$port, simulated $arch. Generated by test-fleet.sh.
+ListenAddress $address:$port
+HostKey $h/ssh_host_ed25519_key
+HostKey $h/ssh_host_ecdsa_key
+PidFile $h/sshd.pid
+AuthorizedKeysFile $h/authorized_keys
+StrictModes no
+UsePAM no
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+LogLevel ERROR
+PrintMotd no
+PrintLastLog no
+UseDNS no
+MaxStartups 64
+MaxSessions 64
+Subsystem sftp internal-sftp
+SetEnv PATH=$h/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=$h/home TMPDIR=$h/tmp CONTAINERS_STORAGE_CONF=$h/storage.conf CONTAINERS_CONF=$h/containers.conf BUILDAH_ISOLATION=chroot COORDINATOR_FLEET_HOST=$name $MARKER=$h
+EOF
+
+    cat >"$h/host.env" <<EOF
+NAME='$name'
+ADDRESS='$address'
+PORT='$port'
+ARCH='$arch'
+PLATFORM='$(platform_of "$arch")'
+DIR='$h'
+WORKDIR='$h/work'
+EOF
+}
+
+# Sets NAME ADDRESS PORT ARCH PLATFORM WORKDIR from HOSTDIR/host.env.
+load_host() { # HOSTDIR
+    NAME='' ADDRESS='' PORT='' ARCH='' PLATFORM='' WORKDIR=''
+    # shellcheck source=/dev/null
+    . "$1/host.env"
+}
+
+# Launches the sshd of HOSTDIR in its own session, marked; prints its pid. Its log goes to HOSTDIR/sshd.log.
+launch() { # HOSTDIR
+    rm -f "$1/sshd.pid"
+    setsid "$SSHD" -D -e -f "$1/sshd_config" </dev/null >/dev/null 2>>"$1/sshd.log" &
+    echo $!
+}
+
+accepts_tcp() { # ADDRESS PORT
+    (: <>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+# Waits until the sshd launched as PID accepts TCP on ADDRESS:PORT.
+wait_listening() { # HOSTDIR PID ADDRESS PORT DEADLINE
+    until accepts_tcp "$3" "$4"; do
+        if ! alive "$2"; then
+            grep -q 'Address already in use' "$1/sshd.log" 2>/dev/null &&
+                fail 3 "$3:$4 is already in use"
+            fail 1 "sshd of $1 exited: $(tail -n 5 "$1/sshd.log" 2>/dev/null)"
+        fi
+        [ "$SECONDS" -lt "$5" ] || fail 1 "sshd of $1 does not accept connections on $3:$4"
+        sleep 0.02
+    done
+}
+
+write_inventory() { # FLEETDIR PORT ENGINE HOSTDIR...
+    local fleet=$1 port=$2 engine=$3 sep='' h
+    shift 3
+    {
+        printf '{\n  "defaults": { "user": "root", "port": %s, "identityFile": "%s", "knownHosts": "%s",\n' \
+            "$port" "$fleet/client/id_ed25519" "$fleet/known_hosts"
+        printf '                "hostKeyPolicy": "yes", "engine": "%s" },\n  "hosts": [\n' "$engine"
+        for h in "$@"; do
+            (load_host "$h" && printf '%s    { "name": "%s", "address": "%s", "platforms": ["%s"], "workDir": "%s" }' \
+                "$sep" "$NAME" "$ADDRESS" "$PLATFORM" "$WORKDIR")
+            sep=$',\n'
+        done
+        printf '\n  ]\n}\n'
+    } >"$fleet/inventory.json.tmp"
+    mv "$fleet/inventory.json.tmp" "$fleet/inventory.json"
+}
+
+write_env() { # FLEETDIR COUNT BASE PORT ENGINE HOSTDIR...
+    local fleet=$1 count=$2 base=$3 port=$4 engine=$5 names='' h key value
+    shift 5
+    {
+        echo "# Fleet in $fleet, generated by test-fleet.sh; source it from any POSIX shell."
+        printf "FLEET_DIR='%s'\nFLEET_COUNT='%s'\nFLEET_BASE='%s'\nFLEET_PORT='%s'\nFLEET_ENGINE='%s'\n" \
+            "$fleet" "$count" "$base" "$port" "$engine"
+        printf "FLEET_CLIENT_KEY='%s'\nFLEET_KNOWN_HOSTS='%s'\nFLEET_INVENTORY='%s'\n" \
+            "$fleet/client/id_ed25519" "$fleet/known_hosts" "$fleet/inventory.json"
+        for h in "$@"; do
+            names="$names${names:+ }${h##*/}"
+            while IFS='=' read -r key value; do
+                echo "FLEET_$(echo "${h##*/}" | tr '[:lower:]' '[:upper:]')_$key=$value"
+            done <"$h/host.env"
+        done
+        echo "FLEET_HOSTS='$names'"
+    } >"$fleet/fleet.env.tmp"
+    mv "$fleet/fleet.env.tmp" "$fleet/fleet.env"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Commands
+
+cmd_start() {
+    [ "$#" -ge 2 ] || usage
+    local dir=$1 count=$2 base=127.0.1 port=2222 archs=x86_64 engine=buildah
+    shift 2
+    while [ "$#" -gt 0 ]; do
+        [ "$#" -ge 2 ] || usage
+        case $1 in
+            --base) base=$2 ;;
+            --port) port=$2 ;;
+            --arch) archs=$2 ;;
+            --engine) engine=$2 ;;
+            *) usage ;;
+        esac
+        shift 2
+    done
+    in_range "$count" 1 254 || fail 2 "COUNT must be 1...254"
+    local octets=()
+    IFS=. read -ra octets <<<"$base."
+    if [ "${#octets[@]}" -ne 3 ] || [ "${octets[0]}" != 127 ] || ! in_range "${octets[1]}" 0 255 ||
+        ! in_range "${octets[2]}" 0 255; then fail 2 "--base must be 127.X.Y: $base"; fi
+    in_range "$port" 1 65535 || fail 2 "--port must be 1...65535"
+    case $engine in buildah | podman | docker) ;; *) fail 2 "--engine must be buildah, podman or docker" ;; esac
+    local arch_list=() a
+    IFS=',' read -ra arch_list <<<"$archs"
+    [ "${#arch_list[@]}" -gt 0 ] || fail 2 "--arch needs at least one arch"
+    for a in "${!arch_list[@]}"; do arch_list[a]=$(normalise_arch "${arch_list[a]}"); done
+    [ -x "$SSHD" ] || fail 1 "$SSHD is missing (apt-get install openssh-server)"
+    command -v ssh-keygen >/dev/null || fail 1 "ssh-keygen is missing (apt-get install openssh-client)"
+
+    local fleet
+    fleet=$(fleet_dir "$dir")
+    # A fleet left running in DIR is stopped first, so that `start` can be repeated.
+    local old
+    mapfile -t old < <(host_dirs "$fleet")
+    stop_hosts "${old[@]}"
+    rm -rf "$fleet/hosts" "$fleet/inventory.json" "$fleet/fleet.env" "$fleet/known_hosts"
+    mkdir -p "$fleet/client" "$fleet/hosts" /run/sshd
+    chmod 700 "$fleet/client"
+    [ -f "$fleet/client/id_ed25519" ] ||
+        ssh-keygen -q -t ed25519 -N '' -C coordinator-test-fleet -f "$fleet/client/id_ed25519" </dev/null >/dev/null
+
+    local n address jobs=() job
+    hosts=()
+    for ((n = 1; n <= count; n++)); do
+        address=$base.$n
+        accepts_tcp "$address" "$port" && fail 3 "$address:$port is already in use"
+        hosts+=("$fleet/hosts/h$n")
+        setup_host "$fleet" "h$n" "$address" "$port" "${arch_list[(n - 1) % ${#arch_list[@]}]}" &
+        jobs+=($!)
+    done
+    for job in "${jobs[@]}"; do wait "$job" || fail 1 "setting up a host failed"; done
+
+    # If anything below fails, the hosts already launched are stopped again.
+    launched=()
+    trap 'kill -9 "${launched[@]}" 2>/dev/null; stop_hosts "${hosts[@]}"' EXIT
+    local h deadline=$((SECONDS + 15))
+    for h in "${hosts[@]}"; do launched+=("$(launch "$h")"); done
+    for n in "${!hosts[@]}"; do
+        wait_listening "${hosts[n]}" "${launched[n]}" "$base.$((n + 1))" "$port" "$deadline"
+    done
+
+    local type
+    for n in "${!hosts[@]}"; do
+        for type in ed25519 ecdsa; do
+            printf '%s %s\n' "$(known_host_name "$base.$((n + 1))" "$port")" \
+                "$(cut -d' ' -f1,2 "${hosts[n]}/ssh_host_${type}_key.pub")"
+        done
+    done >"$fleet/known_hosts"
+    write_inventory "$fleet" "$port" "$engine" "${hosts[@]}"
+    write_env "$fleet" "$count" "$base" "$port" "$engine" "${hosts[@]}"
+    trap - EXIT
+    echo "test-fleet: $count hosts on $base.1-$base.$count port $port; inventory $fleet/inventory.json"
+}
+
+cmd_stop() {
+    in_range "$#" 1 2 || usage
+    local clean=${2:-}
+    [ -z "$clean" ] || [ "$clean" = --clean ] || usage
+    [ -d "$1" ] || { [ -n "$clean" ] && return 0; fail 1 "no fleet in $1"; }
+    local fleet hosts
+    fleet=$(cd "$1" && pwd -P)
+    mapfile -t hosts < <(host_dirs "$fleet")
+    stop_hosts "${hosts[@]}"
+    [ -z "$clean" ] || rm -rf "$fleet"
+}
+
+cmd_host() { # COMMAND DIR NAME
+    [ "$#" -eq 3 ] || usage
+    local fleet h
+    fleet=$(existing_fleet_dir "$2")
+    h=$(host_dir "$fleet" "$3")
+    case $1 in
+        kill)
+            signal_hosts KILL "$h"
+            wait_gone 5 "$h" || fail 1 "processes of $3 survived SIGKILL"
+            ;;
+        freeze) signal_hosts STOP "$h" ;;
+        thaw) signal_hosts CONT "$h" ;;
+        restart)
+            stop_hosts "$h"
+            local pid
+            load_host "$h"
+            pid=$(launch "$h")
+            wait_listening "$h" "$pid" "$ADDRESS" "$PORT" $((SECONDS + 15))
+            ;;
+    esac
+}
+
+cmd_status() {
+    [ "$#" -eq 1 ] || usage
+    local fleet h pid state sessions
+    fleet=$(existing_fleet_dir "$1")
+    while read -r h; do
+        pid=$(listener_pid "$h")
+        state=down
+        if [ -n "$pid" ]; then
+            state=running
+            if [[ $(cat "/proc/$pid/stat") =~ \)\ T ]]; then state=frozen; fi
+        else
+            pid=-
+        fi
+        sessions=$(host_pids "$h" | grep -cvx "$pid") || true
+        (load_host "$h" && printf '%-4s %s:%s %-8s %-8s pid %-7s processes %s\n' \
+            "$NAME" "$ADDRESS" "$PORT" "$ARCH" "$state" "$pid" "$sessions")
+    done < <(host_dirs "$fleet")
+}
+
+[ "$#" -ge 1 ] || usage
+command=$1
+shift
+case $command in
+    start) cmd_start "$@" ;;
+    stop) cmd_stop "$@" ;;
+    kill | freeze | thaw | restart) cmd_host "$command" "$@" ;;
+    status) cmd_status "$@" ;;
+    -h | --help | help) usage ;;
+    *) usage ;;
+esac
