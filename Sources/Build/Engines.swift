@@ -61,6 +61,7 @@ public struct EngineScript: Sendable {
         case .docker: build = ["docker", "build"]
         }
         build += ["--platform", platform.description, "-f", contextDir + "/" + dockerfile, "-t", localName]
+        if insecureRegistry, engine != .docker { build.append("--tls-verify=false") }
         for a in request.buildArgs { build += ["--build-arg", "\(a.key)=\(a.value)"] }
         for l in request.labels { build += ["--label", "\(l.key)=\(l.value)"] }
         if let t = request.target { build += ["--target", t] }

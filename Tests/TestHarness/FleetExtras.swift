@@ -1,0 +1,30 @@
+import Foundation
+
+extension TestFleet {
+    /// Adds a public key to the host's authorized_keys.
+    public func authorize(publicKey: String, on host: TestHost) throws {
+        let path = host.dir + "/authorized_keys"
+        let old = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        try (old + publicKey + (publicKey.hasSuffix("\n") ? "" : "\n")).write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    /// Puts an executable script named `name` first on the host's PATH (a named fault-injection shim).
+    public func installShim(_ name: String, on host: TestHost, script: String) throws {
+        let path = host.dir + "/bin/" + name
+        try script.write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o755)
+    }
+}
+
+/// The package root (three levels above this file).
+public let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+
+/// The `coordinator` executable `swift build` produced for these tests.
+public func coordinatorBinary() throws -> String {
+    for candidate in [ProcessInfo.processInfo.environment["COORDINATOR_BIN"], packageRoot + "/.build/debug/coordinator"].compactMap({ $0 })
+    where FileManager.default.isExecutableFile(atPath: candidate) {
+        return candidate
+    }
+    throw FleetError(description: "coordinator binary not found under \(packageRoot)/.build/debug (run swift build first)")
+}
