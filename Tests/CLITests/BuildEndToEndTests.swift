@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import TestHarness
 import Testing
 
@@ -59,15 +60,15 @@ let sharedRegistry: Result<(RegistryServer, String), Error> = Result {
 
     func skopeo(_ args: [String]) throws -> String {
         let r = try runLocal(["skopeo"] + args, timeout: 60)
-        guard r.status == 0 else { throw FleetError(description: "skopeo \(args.joined(separator: " ")): \(r.stderr)") }
+        guard r.status == 0 else { throw RegistryHarnessError("skopeo \(args.joined(separator: " ")): \(r.stderr)") }
         return r.stdout
     }
 
     func rawIndex(_ tag: String) throws -> (json: [String: Any], digest: String) {
         let raw = try skopeo(["inspect", "--tls-verify=false", "--raw", "docker://\(repo):\(tag)"])
         let json = try JSONSerialization.jsonObject(with: Data(raw.utf8)) as! [String: Any]
-        let digest = try skopeo(["inspect", "--tls-verify=false", "--format", "{{.Digest}}", "docker://\(repo):\(tag)"])
-        return (json, digest.trimmingCharacters(in: .whitespacesAndNewlines))
+        // The digest an independent reader sees: SHA-256 of the exact bytes skopeo fetched.
+        return (json, "sha256:" + Hashing.sha256Hex(Data(raw.utf8)))
     }
 
     func platforms(of index: [String: Any]) -> [String] {

@@ -9,6 +9,8 @@ public enum BuildHarness {
         guard FileManager.default.isExecutableFile(atPath: "/bin/busybox") else {
             throw RegistryHarnessError("/bin/busybox missing (Debian package busybox-static)")
         }
+        let authFile = images.directory.appendingPathComponent("auth.json").path
+        if !FileManager.default.fileExists(atPath: authFile) { FileManager.default.createFile(atPath: authFile, contents: Data("{}".utf8)) }
         let root = images.directory.appendingPathComponent("busybox-root-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: root + "/bin", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: root + "/tmp", withIntermediateDirectories: true)

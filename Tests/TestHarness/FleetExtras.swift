@@ -26,5 +26,5 @@ public func coordinatorBinary() throws -> String {
     where FileManager.default.isExecutableFile(atPath: candidate) {
         return candidate
     }
-    throw FleetError(description: "coordinator binary not found under \(packageRoot)/.build/debug (run swift build first)")
+    throw RegistryHarnessError("coordinator binary not found under \(packageRoot)/.build/debug (run swift build first)")
 }
