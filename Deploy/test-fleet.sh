@@ -7,7 +7,7 @@
 #   kill DIR hN                 kill -9 the host's sshd and sessions (host died)
 #   freeze DIR hN / thaw DIR hN kill -STOP / -CONT the host's sshd and sessions (host hangs / recovers)
 #   restart DIR hN              stop the host and start it again (same keys, same address)
-#   status DIR                  one line per host: name address:port arch state pid sessions
+#   status DIR                  one line per host: name address:port arch state pid process-count
 #
 # Exit status: 0 done, 1 failed, 2 usage, 3 an address:port of the fleet is already taken (pick another base).
 #
@@ -365,7 +365,7 @@ cmd_start() {
 
     # If anything below fails, the hosts already launched are stopped again.
     launched=()
-    trap 'kill -9 "${launched[@]}" 2>/dev/null; stop_hosts "${hosts[@]}"' EXIT
+    trap 'kill -9 "${launched[@]}" 2>/dev/null || true; stop_hosts "${hosts[@]}"' EXIT
     local h deadline=$((SECONDS + 15))
     for h in "${hosts[@]}"; do launch "$h"; done
     for n in "${!hosts[@]}"; do
