@@ -66,5 +66,6 @@ let package = Package(
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "OCI", "TestHarness"]),
         .testTarget(name: "BuildTests", dependencies: ["Build", "TestHarness"]),
         .testTarget(name: "CLITests", dependencies: ["CLI", "TestHarness"]),
+        .testTarget(name: "ReportTests", dependencies: ["Report", "Support"]),
     ]
 )
