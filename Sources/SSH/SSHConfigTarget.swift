@@ -2,8 +2,26 @@ import Foundation
 
 /// A value of the connection that can come from the inventory, from ssh_config or from a built-in default.
 public enum SSHTargetField: String, Sendable, CaseIterable, Hashable, Comparable {
-    case address, port, user, identityFile, knownHosts, hostKeyPolicy, connectTimeout, keepaliveInterval,
-         keepaliveCountMax, proxyJump
+    /// `SSHTarget.address` (ssh_config `HostName`).
+    case address
+    /// `SSHTarget.port` (`Port`).
+    case port
+    /// `SSHTarget.user` (`User`).
+    case user
+    /// `SSHTarget.identityFile` (`IdentityFile`).
+    case identityFile
+    /// `SSHTarget.knownHosts` (`UserKnownHostsFile`).
+    case knownHosts
+    /// `SSHTarget.hostKeyPolicy` (`StrictHostKeyChecking`).
+    case hostKeyPolicy
+    /// `SSHTarget.connectTimeout` (`ConnectTimeout`).
+    case connectTimeout
+    /// `SSHTarget.keepaliveInterval` (`ServerAliveInterval`).
+    case keepaliveInterval
+    /// `SSHTarget.keepaliveCountMax` (`ServerAliveCountMax`).
+    case keepaliveCountMax
+    /// The jump chain (`ProxyJump`, or the inventory's `jump`).
+    case proxyJump
 
     /// Declaration order, so `plan` lists fields the same way every time.
     public static func < (a: Self, b: Self) -> Bool {
