@@ -21,7 +21,8 @@ enum BuildCommand {
         OptionSpec(["--allow-partial"], help: "Publish what succeeded when a platform is lost (exit 3)."),
         OptionSpec(["--metadata-file"], value: "FILE", help: "Write the JSON report here."),
         OptionSpec(["--progress"], value: "MODE", help: "Output style.", choices: ["auto", "plain", "tty", "json"]),
-        OptionSpec(["--lock"], value: "FILE", help: "Lock file: a second run exits 5 at once."),
+        OptionSpec(["--lock"], value: "FILE", help: "Hold this lock file (flock) for the run: a second run exits 5 at once, naming the holder's pid."),
+        OptionSpec(["--wait-lock"], value: "SECONDS", help: "With --lock: wait this long for the lock instead of exiting 5."),
         OptionSpec(["--timeout"], value: "SECONDS", help: "Time limit per platform build."),
         OptionSpec(["--dry-run"], help: "Print the plan and the remote commands; build and push nothing."),
     ]
@@ -108,8 +109,13 @@ enum BuildCommand {
             Console.shared.out(PlanRenderer.render(fleet: fleet, request: request, context: context, runID: runID, insecure: plainHTTP))
             return .success
         }
-        let lock = try args.value("--lock").map { try RunLockHandle.acquire($0) }
-        defer { _ = lock }
+        var waitLock: Double = 0
+        if let w = args.value("--wait-lock") {
+            guard let v = Double(w), v >= 0 else { throw usage("--wait-lock expects seconds, got '\(w)'", args) }
+            waitLock = v
+        }
+        let lock = try args.value("--lock").map { try RunLock.acquire(path: $0, wait: waitLock) }
+        defer { lock?.release() }
         let logDir = Self.stateDirectory() + "/runs/" + runID + "/logs"
         let log = BuildLog(style: style, directory: logDir)
         defer { log.close() }
@@ -285,33 +291,4 @@ final class SignalTrap: @unchecked Sendable {
         signal(SIGINT, SIG_DFL)
         signal(SIGTERM, SIG_DFL)
     }
-}
-
-/// A held `--lock` (flock); released when the process ends, so no stale lock survives a crash.
-struct RunLockHandle {
-    let fd: Int32
-
-    static func acquire(_ path: String) throws -> RunLockHandle {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw UsageError("cannot open lock file \(path)", command: "coordinator build") }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            var buf = [UInt8](repeating: 0, count: 64)
-            let n = pread(fd, &buf, 64, 0)
-            let holder = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
-            close(fd)
-            throw LockedError(path: path, holder: holder)
-        }
-        ftruncate(fd, 0)
-        let pid = Array("\(getpid())\n".utf8)
-        _ = pwrite(fd, pid, pid.count, 0)
-        return RunLockHandle(fd: fd)
-    }
-}
-
-/// Another run holds the lock: exit 5.
-struct LockedError: UserFacingError {
-    var path: String
-    var holder: String
-    var exitCode: ExitCode { .locked }
-    var description: String { "another coordinator run (pid \(holder)) holds the lock \(path)" }
 }

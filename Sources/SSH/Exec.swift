@@ -180,6 +180,8 @@ extension SSHConnection {
                         return libssh2_channel_write_ex(channel, 0, base, raw.count - pendingOffset)
                     }
                     if n > 0 {
+                        // The server keeps opening its window, so it is alive (libssh2 consumed its adjusts).
+                        lastReceived = Date.timeIntervalSinceReferenceDate
                         pendingOffset += n
                         sent += Int64(n)
                         progress?(ExecProgress(sent: sent))

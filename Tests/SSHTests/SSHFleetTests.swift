@@ -12,7 +12,7 @@ import Testing
     deinit { fleet.stop() }
 
     func target(_ host: TestHost, knownHosts: String? = nil, policy: SSHTarget.HostKeyPolicy = .strict,
-                identity: String? = nil, connectTimeout: Double = 3, keepalive: Double = 1) -> SSHTarget {
+                identity: String? = nil, connectTimeout: Double = 5, keepalive: Double = 5) -> SSHTarget {
         SSHTarget(name: host.name, address: host.address, port: host.port, user: "root",
                   identityFile: identity ?? fleet.clientKey, knownHosts: knownHosts ?? fleet.knownHosts,
                   hostKeyPolicy: policy, connectTimeout: connectTimeout, keepaliveInterval: keepalive, keepaliveCountMax: 3)
