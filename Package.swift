@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "SSHTests", dependencies: ["SSH", "TestHarness"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "OCI", "TestHarness"]),
         .testTarget(name: "BuildTests", dependencies: ["Build", "TestHarness"]),
-        .testTarget(name: "CLITests", dependencies: ["CLI", "TestHarness"]),
+        .testTarget(name: "CLITests", dependencies: ["CLI", "TestHarness", "coordinator"]),
         .testTarget(name: "ReportTests", dependencies: ["Report", "Support"]),
     ]
 )
