@@ -5,7 +5,12 @@ import Support
 public final class BuildLog: @unchecked Sendable {
     /// Output style.
     public enum Style: String, Sendable {
-        case plain, json
+        /// Prefixed lines, line-buffered (cron, CI, pipes).
+        case plain
+        /// One JSON event per line.
+        case json
+        /// A live view redrawn in place on a terminal; full logs go to the files.
+        case tty
     }
 
     private let style: Style
@@ -15,12 +20,47 @@ public final class BuildLog: @unchecked Sendable {
     private var tails: [String: [String]] = [:]
     /// Local folder of per-platform log files.
     public let directory: String
+    private var live: [(platform: String, host: String, line: String, started: Date)] = []
+    private var drawnLines = 0
+    private var ticker: DispatchSourceTimer?
 
     /// A log writing per-platform files under `directory`.
     public init(style: Style, directory: String) {
         self.style = style
         self.directory = directory
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        if style == .tty {
+            let t = DispatchSource.makeTimerSource(queue: .global())
+            t.schedule(deadline: .now() + 0.5, repeating: 0.5)
+            t.setEventHandler { [weak self] in self?.redraw() }
+            t.resume()
+            ticker = t
+        }
+    }
+
+    /// The style for `--progress auto|plain|tty|json` (auto: a live view when stderr is a terminal).
+    public static func style(for option: String?) -> Style {
+        switch option {
+        case "json": return .json
+        case "plain": return .plain
+        case "tty": return .tty
+        default: return isatty(2) == 1 ? .tty : .plain
+        }
+    }
+
+    private func redraw() {
+        lock.lock()
+        let rows = live
+        let up = drawnLines
+        drawnLines = rows.count
+        lock.unlock()
+        guard !rows.isEmpty else { return }
+        var text = up > 0 ? "\u{1B}[\(up)A" : ""
+        for r in rows {
+            let elapsed = String(format: "%5.1fs", Date().timeIntervalSince(r.started))
+            text += "\u{1B}[2K[\(r.platform) \(r.host)] \(elapsed)  \(r.line.prefix(100))\n"
+        }
+        FileHandle.standardError.write(Data(text.utf8))
     }
 
     /// The log file of a platform.
@@ -34,7 +74,7 @@ public final class BuildLog: @unchecked Sendable {
     /// A coordinator message not tied to a platform.
     public func info(_ message: String) {
         switch style {
-        case .plain: Console.shared.err("[coordinator] " + message)
+        case .plain, .tty: Console.shared.err("[coordinator] " + message)
         case .json: event(["type": "info", "message": message])
         }
     }
@@ -74,6 +114,8 @@ public final class BuildLog: @unchecked Sendable {
 
     /// Closes the log files.
     public func close() {
+        ticker?.cancel()
+        if style == .tty { redraw() }
         lock.lock()
         for f in files.values { try? f.close() }
         files = [:]
@@ -93,8 +135,17 @@ public final class BuildLog: @unchecked Sendable {
             files[platform] = FileHandle(forWritingAtPath: path)
         }
         files[platform]?.write(Data((prefix + " " + line + "\n").utf8))
+        if style == .tty {
+            if let i = live.firstIndex(where: { $0.platform == platform }) {
+                live[i].line = line
+                if let host, live[i].host != host { live[i].host = host; live[i].started = Date() }
+            } else {
+                live.append((platform, host ?? "-", line, Date()))
+            }
+        }
         lock.unlock()
         switch style {
+        case .tty: break
         case .plain: Console.shared.err(prefix + " " + line)
         case .json:
             var e = ["type": "log", "platform": platform, "stream": stream, "line": line]

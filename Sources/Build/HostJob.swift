@@ -17,6 +17,11 @@ enum JobOutcome: Sendable {
 /// Runs one platform's build on one host: run folder, context upload (content-addressed), auth file,
 /// engine script, digest; removes the run folder whatever happens.
 struct HostJob: Sendable {
+    /// Cached context trees kept per host (most recently used first); older ones are collected after each job.
+    static let cachedContextsKept = 8
+    /// Cached trees unused this many days are collected.
+    static let cachedContextDays = 7
+
     var host: HostSpec
     var platform: Platform
     var request: BuildRequest
@@ -49,7 +54,12 @@ struct HostJob: Sendable {
         let outcome = await attempt(connection)
         // Clean up even when the task was cancelled: a detached task is not, and it is awaited.
         let c = connection, dir = runDir
-        await Task.detached { _ = try? await c.runPlain("rm -rf \(Shell.quote(dir))", timeout: 15); await c.close() }.value
+        let gc = ContextCache(workDir: host.workDir).collectGarbageCommand(keep: HostJob.cachedContextsKept, days: HostJob.cachedContextDays)
+        await Task.detached {
+            _ = try? await c.runPlain("rm -rf \(Shell.quote(dir))", timeout: 15)
+            _ = try? await c.runPlain(gc, timeout: 60)
+            await c.close()
+        }.value
         return outcome
     }
 

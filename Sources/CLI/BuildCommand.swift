@@ -24,6 +24,7 @@ enum BuildCommand {
         OptionSpec(["--lock"], value: "FILE", help: "Hold this lock file (flock) for the run: a second run exits 5 at once, naming the holder's pid."),
         OptionSpec(["--wait-lock"], value: "SECONDS", help: "With --lock: wait this long for the lock instead of exiting 5."),
         OptionSpec(["--timeout"], value: "SECONDS", help: "Time limit per platform build."),
+        OptionSpec(["--context-limit"], value: "SIZE", help: "Refuse a context larger than SIZE (bytes, or with K/M/G suffix)."),
         OptionSpec(["--dry-run"], help: "Print the plan and the remote commands; build and push nothing."),
     ]
 
@@ -87,11 +88,27 @@ enum BuildCommand {
             guard let v = Double(t), v > 0 else { throw usage("--timeout expects seconds > 0, got '\(t)'", args) }
             timeout = v
         }
+        var contextLimit: Int64?
+        if let l = args.value("--context-limit") {
+            guard let v = parseSize(l) else { throw usage("--context-limit expects a size like 500M or 2G, got '\(l)'", args) }
+            contextLimit = v
+        }
         let kv = { (key: String) throws -> [KeyValue] in try args.pairs(key).map { KeyValue($0.0, $0.1) } }
         return BuildRequest(context: context, dockerfile: args.value("--file"), tags: tags, platforms: platforms,
                             buildArgs: try kv("--build-arg"), target: args.value("--target"), labels: try kv("--label"),
                             annotations: try kv("--annotation"), output: output, allowPartial: args.flag("--allow-partial"),
-                            timeout: timeout)
+                            timeout: timeout, contextSizeLimit: contextLimit)
+    }
+
+    /// `123`, `500K`, `20M`, `2G` → bytes.
+    static func parseSize(_ text: String) -> Int64? {
+        let units: [Character: Int64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+        var digits = text.uppercased()
+        var factor: Int64 = 1
+        if digits.hasSuffix("B") { digits.removeLast() }
+        if let last = digits.last, let u = units[last] { factor = u; digits.removeLast() }
+        guard let n = Int64(digits), n > 0 else { return nil }
+        return n * factor
     }
 
     static func run(_ args: ParsedArguments, dryRun: Bool) async throws -> ExitCode {
@@ -104,7 +121,7 @@ enum BuildCommand {
         let insecure = Set(fleet.registries.filter { $0.value.insecure }.map(\.key))
         let plainHTTP = registryHost.map { insecure.contains($0) || Reference.isLoopback(registry: $0) } ?? false
         let runID = Self.runID()
-        let style: BuildLog.Style = args.value("--progress") == "json" ? .json : .plain
+        let style = BuildLog.style(for: args.value("--progress"))
         if dryRun {
             Console.shared.out(PlanRenderer.render(fleet: fleet, request: request, context: context, runID: runID, insecure: plainHTTP))
             return .success
