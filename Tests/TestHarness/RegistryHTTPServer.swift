@@ -187,6 +187,8 @@ public final class RegistryFaultProxy: @unchecked Sendable {
         case status(Int, retryAfter: String? = nil, code: String = "UNAVAILABLE")
         /// Reset the connection.
         case reset
+        /// Forward without the query string (a registry that declines `?mount=` answers 202: start an upload).
+        case forwardWithoutQuery
     }
 
     private let lock = NSLock()
@@ -209,6 +211,10 @@ public final class RegistryFaultProxy: @unchecked Sendable {
                 if let retryAfter { headers["Retry-After"] = retryAfter }
                 let body = Data(#"{"errors":[{"code":"\#(code)","message":"injected by the test proxy"}]}"#.utf8)
                 return .response(status: status, headers: headers, body: body)
+            case .forwardWithoutQuery:
+                var plain = request
+                plain.target = request.path
+                return RegistryHTTPServer.forward(plain, toPort: upstreamPort).map { .raw($0) } ?? .reset
             case nil:
                 guard let data = RegistryHTTPServer.forward(request, toPort: upstreamPort) else { return .reset }
                 return .raw(data)
