@@ -217,7 +217,7 @@ final class Transport: Sendable {
             form.queryItems = [URLQueryItem(name: "grant_type", value: "refresh_token"), URLQueryItem(name: "refresh_token", value: refresh),
                                URLQueryItem(name: "client_id", value: "coordinator")]
                 + (service.map { [URLQueryItem(name: "service", value: $0)] } ?? [])
-                + request.scopes.map { URLQueryItem(name: "scope", value: $0) }
+                + (request.scopes.isEmpty ? [] : [URLQueryItem(name: "scope", value: request.scopes.joined(separator: " "))])
             token.method = "POST"
             token.body = Data((form.percentEncodedQuery ?? "").utf8)
             token.headers["Content-Type"] = "application/x-www-form-urlencoded"

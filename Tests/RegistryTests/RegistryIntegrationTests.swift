@@ -244,6 +244,11 @@ enum Live {
         let digest = out.text.trimmingCharacters(in: .whitespacesAndNewlines)
         let raw = try Live.skopeo(["inspect", "--raw", "--tls-verify=false", "--creds", "bob:tok-pw-7c1", "docker://\(registry.host)/team/app:v1"]).stdout
         #expect(Live.sha256(raw) == digest)
+        // An identity token (OAuth2 refresh token) goes through the POST grant and reads the same index.
+        let viaRefresh = Live.client(StaticCredentials([registry.host: .identityToken(issuer.refreshToken)]))
+        let fetched = try await viaRefresh.fetchManifest(try Live.ref("\(registry.host)/team/app:v1"))
+        #expect(fetched.digest.description == digest)
+        #expect(issuer.requests.last?.authorized == true)
         // Without credentials the issuer grants nothing: a clear 401, exit 4.
         let anonymous = try Live.coordinator(["inspect", "\(registry.host)/team/app:v1"])
         #expect(anonymous.status == 4)
