@@ -309,7 +309,11 @@ final class Transport: Sendable {
         case .secureConnectionFailed, .serverCertificateUntrusted, .serverCertificateHasBadDate, .serverCertificateNotYetValid,
              .serverCertificateHasUnknownRoot, .clientCertificateRejected:
             reason = "TLS failure (if it speaks plain HTTP, mark it insecure)"
-        default: reason = "network error \(e.code.rawValue)"
+        default:
+            // libcurl's own words (e.g. "SSL certificate problem: self-signed certificate"): never holds a secret.
+            let text = e.localizedDescription
+            reason = text.contains("SSL") || text.contains("certificate")
+                ? "TLS failure: \(text.prefix(200))" : "network error \(e.code.rawValue): \(text.prefix(200))"
         }
         return RegistryError(.transport, registry: request.registry, repository: request.repository, method: request.method,
                              path: request.url.path, detail: reason, isTemporary: temporary.contains(e.code))
