@@ -19,6 +19,9 @@ public struct MergePlan: Sendable {
     public var index: AssembledIndex
     /// Children kept in the index, by digest.
     public var children: [Digest: ResolvedChild]
+
+    /// The platform `digest`'s config declares (nil for attestations and unknown digests), to check a build's result.
+    public func platform(of digest: Digest) -> Platform? { children[digest]?.entry.platform }
 }
 
 /// What a merge did.
