@@ -22,6 +22,23 @@ public enum Credential: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+extension Credential {
+    /// A containers `auth.json` / docker `config.json` holding `credentials` (mode 0600 is the writer's job):
+    /// what `credentials: forward` hands a build host for the length of a run.
+    public static func authFile(_ credentials: [String: Credential]) throws -> Data {
+        var auths: [String: [String: String]] = [:]
+        for (registry, credential) in credentials {
+            switch credential {
+            case .basic(let u, let p): auths[DockerCredentials.serverURL(registry)] = ["auth": Data("\(u):\(p)".utf8).base64EncodedString()]
+            case .identityToken(let t): auths[DockerCredentials.serverURL(registry)] = ["identitytoken": t]
+            }
+        }
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return try e.encode(["auths": auths])
+    }
+}
+
 /// Where credentials come from.
 public protocol CredentialSource: Sendable {
     /// The credential for `registry` (host[:port]), nil for anonymous.

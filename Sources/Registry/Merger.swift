@@ -19,6 +19,9 @@ public struct MergePlan: Sendable {
     public var index: AssembledIndex
     /// Children kept in the index, by digest.
     public var children: [Digest: ResolvedChild]
+
+    /// The platform `digest`'s config declares (nil for attestations and unknown digests), to check a build's result.
+    public func platform(of digest: Digest) -> Platform? { children[digest]?.entry.platform }
 }
 
 /// What a merge did.
@@ -96,7 +99,10 @@ public struct Merger: Sendable {
             } catch let e as RegistryError where [400, 409].contains(e.status ?? 0) || e.kind == .denied {
                 // Immutable tags (ECR): the same digest already there is success; another one is a clear error.
                 guard let existing = try? await client.headManifest(target) else { throw e }
+                let immutable = e.has(code: "TAG_INVALID") || e.status == 409
+                    || e.errors.contains { ($0.message ?? "").lowercased().contains("immutable") || ($0.message ?? "").contains("already exists") }
                 guard existing.digest == document.digest else {
+                    guard immutable else { throw e }
                     throw RegistryError(.tagImmutable, registry: target.registry, repository: target.repository,
                                         status: e.status, errors: e.errors,
                                         detail: "tag \(target.tag ?? "") holds \(existing.digest) and the registry refused to move it to \(document.digest)")

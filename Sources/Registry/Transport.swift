@@ -115,10 +115,32 @@ actor AuthState {
     }
 }
 
+/// swift-corelibs-foundation answers a 401 carrying a `Basic` challenge itself and, with no credential,
+/// never completes the task. This delegate cancels every HTTP auth challenge and keeps the 401 it came
+/// with, so `Transport` sees the response and does the auth (Basic and Bearer alike) itself.
+final class ChallengeCatcher: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
+    static let header = "X-Coordinator-Request"
+    private let lock = NSLock()
+    private var caught: [String: HTTPURLResponse] = [:]
+
+    func urlSession(_ session: URLSession, task: URLSessionTask, didReceive challenge: URLAuthenticationChallenge,
+                    completionHandler: @escaping @Sendable (URLSession.AuthChallengeDisposition, URLCredential?) -> Void) {
+        guard let id = task.originalRequest?.value(forHTTPHeaderField: ChallengeCatcher.header),
+              let response = challenge.failureResponse as? HTTPURLResponse
+        else { return completionHandler(.performDefaultHandling, nil) }
+        lock.withLock { caught[id] = response }
+        completionHandler(.cancelAuthenticationChallenge, nil)
+    }
+
+    /// The 401 caught for request `id`, if any (removed).
+    func take(_ id: String) -> HTTPURLResponse? { lock.withLock { caught.removeValue(forKey: id) } }
+}
+
 /// HTTP to registries: auth (Basic / Bearer), bounded retries with backoff, metrics.
 final class Transport: Sendable {
     let settings: RegistrySettings
     let session: URLSession
+    let catcher = ChallengeCatcher()
     let auth = AuthState()
     let metrics = RequestMetrics()
 
@@ -130,7 +152,7 @@ final class Transport: Sendable {
         config.httpCookieStorage = nil
         config.timeoutIntervalForRequest = settings.requestTimeout
         config.httpMaximumConnectionsPerHost = 8
-        session = URLSession(configuration: config)
+        session = URLSession(configuration: config, delegate: catcher, delegateQueue: nil)
     }
 
     /// Sends `request`, authenticating on a 401 once and retrying temporary failures; returns any final response.
@@ -144,7 +166,6 @@ final class Transport: Sendable {
                   let header = response.header("www-authenticate"), let challenge = AuthChallenge(header: header)
             else { return response }
             authRetried = true
-            let known = await auth.challenge(for: request.registry)
             await auth.learn(challenge, for: request.registry)
             if challenge.scheme == "bearer" {
                 await auth.forget(tokenKey(request))
@@ -153,7 +174,7 @@ final class Transport: Sendable {
                 _ = try await fetchToken(for: scoped, challenge: challenge)
                 if scoped.scopes != request.scopes { return try await send(scoped) }
             } else if challenge.scheme == "basic" {
-                if known?.scheme == "basic" { return response }
+                if headers["Authorization"]?.hasPrefix("Basic ") == true { return response }  // refused
                 guard try await credential(request.registry) != nil else { return response }
             } else {
                 return response
@@ -196,7 +217,7 @@ final class Transport: Sendable {
             form.queryItems = [URLQueryItem(name: "grant_type", value: "refresh_token"), URLQueryItem(name: "refresh_token", value: refresh),
                                URLQueryItem(name: "client_id", value: "coordinator")]
                 + (service.map { [URLQueryItem(name: "service", value: $0)] } ?? [])
-                + request.scopes.map { URLQueryItem(name: "scope", value: $0) }
+                + (request.scopes.isEmpty ? [] : [URLQueryItem(name: "scope", value: request.scopes.joined(separator: " "))])
             token.method = "POST"
             token.body = Data((form.percentEncodedQuery ?? "").utf8)
             token.headers["Content-Type"] = "application/x-www-form-urlencoded"
@@ -240,11 +261,17 @@ final class Transport: Sendable {
             r.setValue(settings.userAgent, forHTTPHeaderField: "User-Agent")
             for (k, v) in headers { r.setValue(v, forHTTPHeaderField: k) }
             r.httpBody = request.body
+            let id = UUID().uuidString
+            r.setValue(id, forHTTPHeaderField: ChallengeCatcher.header)
             metrics.record(request.kind)
             var retryAfter: Double?
             var failure: RegistryError
             do {
-                let (data, response) = try await session.data(for: r)
+                let (data, response): (Data, URLResponse)
+                do { (data, response) = try await session.data(for: r) } catch let e as URLError where e.code == .cancelled {
+                    guard let caught = catcher.take(id) else { throw e }
+                    (data, response) = (Data(), caught)
+                }
                 guard let http = response as? HTTPURLResponse else {
                     throw RegistryError(.invalidResponse, registry: request.registry, repository: request.repository, detail: "not HTTP")
                 }
@@ -282,7 +309,11 @@ final class Transport: Sendable {
         case .secureConnectionFailed, .serverCertificateUntrusted, .serverCertificateHasBadDate, .serverCertificateNotYetValid,
              .serverCertificateHasUnknownRoot, .clientCertificateRejected:
             reason = "TLS failure (if it speaks plain HTTP, mark it insecure)"
-        default: reason = "network error \(e.code.rawValue)"
+        default:
+            // libcurl's own words (e.g. "SSL certificate problem: self-signed certificate"): never holds a secret.
+            let text = e.localizedDescription
+            reason = text.contains("SSL") || text.contains("certificate")
+                ? "TLS failure: \(text.prefix(200))" : "network error \(e.code.rawValue): \(text.prefix(200))"
         }
         return RegistryError(.transport, registry: request.registry, repository: request.repository, method: request.method,
                              path: request.url.path, detail: reason, isTemporary: temporary.contains(e.code))

@@ -68,6 +68,15 @@ import TestHarness
         #expect(try creds.credential(for: "other.example") == nil)
     }
 
+    @Test func anAuthFileWrittenForHostsReadsBackTheSameCredentials() throws {
+        let dir = try folder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let given: [String: Credential] = ["reg.example:5000": .basic(username: "u", password: "p:w"), "docker.io": .identityToken("t")]
+        try Credential.authFile(given).write(to: dir.appendingPathComponent("auth.json"))
+        let creds = DockerCredentials(environment: ["REGISTRY_AUTH_FILE": dir.appendingPathComponent("auth.json").path, "DOCKER_CONFIG": dir.path + "/none"])
+        for (registry, credential) in given { #expect(try creds.credential(for: registry) == credential) }
+    }
+
     @Test func registryAuthFileComesBeforeDockerConfig() throws {
         let dir = try folder()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -41,23 +41,11 @@ public final class RegistryHTTPServer: @unchecked Sendable {
     /// Listens on 127.0.0.1 (free port) and serves each request with `handler` on its own thread.
     public init(handler: @escaping @Sendable (Request) -> Reply) throws {
         self.handler = handler
-        listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var one: Int32 = 1
-        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let fd = listener
-        let ok = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        guard ok, listen(listener, 64) == 0 else {
-            close(listener)
+        guard let (fd, port) = RegistryTools.bindLoopback(), listen(fd, 64) == 0 else {
             throw RegistryHarnessError("test HTTP server cannot listen")
         }
-        port = Int(UInt16(bigEndian: addr.sin_port))
+        listener = fd
+        self.port = port
         Thread.detachNewThread { [self] in acceptLoop() }
     }
 
@@ -153,16 +141,8 @@ public final class RegistryHTTPServer: @unchecked Sendable {
 
     /// Sends `request` to 127.0.0.1:`port` with `Connection: close` and returns the raw response bytes.
     static func forward(_ request: Request, toPort port: Int) -> Data? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard let fd = RegistryTools.connectLoopback(port: port) else { return nil }
         defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = UInt16(port).bigEndian
-        let rc = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else { return nil }
         var head = "\(request.method) \(request.target) HTTP/1.1\r\n"
         for (k, v) in request.headers where k != "connection" && k != "keep-alive" { head += "\(k): \(v)\r\n" }
         head += "connection: close\r\n\r\n"
@@ -187,6 +167,8 @@ public final class RegistryFaultProxy: @unchecked Sendable {
         case status(Int, retryAfter: String? = nil, code: String = "UNAVAILABLE")
         /// Reset the connection.
         case reset
+        /// Forward without the query string (a registry that declines `?mount=` answers 202: start an upload).
+        case forwardWithoutQuery
     }
 
     private let lock = NSLock()
@@ -209,6 +191,10 @@ public final class RegistryFaultProxy: @unchecked Sendable {
                 if let retryAfter { headers["Retry-After"] = retryAfter }
                 let body = Data(#"{"errors":[{"code":"\#(code)","message":"injected by the test proxy"}]}"#.utf8)
                 return .response(status: status, headers: headers, body: body)
+            case .forwardWithoutQuery:
+                var plain = request
+                plain.target = request.path
+                return RegistryHTTPServer.forward(plain, toPort: upstreamPort).map { .raw($0) } ?? .reset
             case nil:
                 guard let data = RegistryHTTPServer.forward(request, toPort: upstreamPort) else { return .reset }
                 return .raw(data)

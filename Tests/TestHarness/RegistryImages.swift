@@ -22,6 +22,8 @@ public final class RegistryImages: @unchecked Sendable {
         runroot = "\(directory.path)/run"
         """
         try Data(conf.utf8).write(to: directory.appendingPathComponent("storage.conf"))
+        // An empty auth file of its own, so the user's logins never leak into (or out of) the tests.
+        try Data(#"{"auths":{}}"#.utf8).write(to: directory.appendingPathComponent("auth.json"))
     }
 
     /// The environment buildah runs with.
@@ -65,6 +67,7 @@ public final class RegistryImages: @unchecked Sendable {
     }
 
     /// Makes and pushes an image in one go; returns its digest.
+    @discardableResult
     public func pushImage(arch: String, variant: String? = nil, format: String = "oci", content: String = "hello",
                           to destination: String, credentials: String? = nil) throws -> String {
         try push(try image(arch: arch, variant: variant, format: format, content: content), to: destination, credentials: credentials)

@@ -12,6 +12,8 @@ public final class RegistryTokenIssuer: @unchecked Sendable {
     /// `issuer` in every token.
     public let issuer = "harness-issuer"
     private let user: String, password: String
+    /// The OAuth2 refresh token (docker's `identitytoken`) the issuer also accepts, by POST.
+    public let refreshToken = "refresh-" + UUID().uuidString
     private let certificateDER: String
     private let lock = NSLock()
     private var log: [(authorized: Bool, scopes: [String])] = []
@@ -44,8 +46,15 @@ public final class RegistryTokenIssuer: @unchecked Sendable {
 
     private func answer(_ request: RegistryHTTPServer.Request) -> RegistryHTTPServer.Reply {
         let expected = "Basic " + Data("\(user):\(password)".utf8).base64EncodedString()
-        let given = request.headers["authorization"]
-        let scopes = request.query.filter { $0.name == "scope" }.compactMap(\.value)
+        var given = request.headers["authorization"]
+        var scopes = request.query.filter { $0.name == "scope" }.compactMap(\.value)
+        if request.method == "POST" {
+            // OAuth2 refresh-token grant: form body, scopes space-separated.
+            let form = URLComponents(string: "http://x/?" + String(decoding: request.body, as: UTF8.self))?.queryItems ?? []
+            func field(_ name: String) -> String? { form.first { $0.name == name }?.value }
+            scopes = (field("scope") ?? "").split(separator: " ").map(String.init)
+            given = field("grant_type") == "refresh_token" && field("refresh_token") == refreshToken ? expected : "refused"
+        }
         lock.withLock { log.append((given == expected, scopes)) }
         if given != nil, given != expected {
             return .response(status: 401, headers: ["Content-Type": "application/json"],
@@ -67,7 +76,8 @@ public final class RegistryTokenIssuer: @unchecked Sendable {
             let signature = try RegistryTools.run("openssl", ["dgst", "-sha256", "-sign", directory.appendingPathComponent("key.pem").path],
                                                   input: Data(signingInput.utf8)).stdout
             let token = signingInput + "." + Self.base64URL(signature)
-            let body = try JSONSerialization.data(withJSONObject: ["token": token, "expires_in": 300])
+            let key = request.method == "POST" ? "access_token" : "token"
+            let body = try JSONSerialization.data(withJSONObject: [key: token, "expires_in": 300])
             return .response(status: 200, headers: ["Content-Type": "application/json"], body: body)
         } catch {
             return .response(status: 500, headers: [:], body: Data("\(error)".utf8))

@@ -73,36 +73,55 @@ public enum RegistryTools {
 
     /// A TCP port on 127.0.0.1 free right now.
     public static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        guard ok else { throw RegistryHarnessError("cannot find a free port") }
-        return Int(UInt16(bigEndian: addr.sin_port))
+        guard let (fd, port) = bindLoopback() else { throw RegistryHarnessError("cannot find a free port") }
+        close(fd)
+        return port
     }
 
     /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
     public static func waitForPort(_ port: Int, timeout: Double = 15) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            addr.sin_port = UInt16(port).bigEndian
-            let rc = withUnsafePointer(to: &addr) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            if let fd = connectLoopback(port: port) {
+                close(fd)
+                return
             }
-            close(fd)
-            if rc == 0 { return }
             usleep(50_000)
         }
         throw RegistryHarnessError("nothing listens on 127.0.0.1:\(port) after \(timeout) s")
+    }
+
+    /// A socket connected to 127.0.0.1:`port` (the caller closes it), or nil when nothing listens.
+    public static func connectLoopback(port: Int) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = loopbackAddress(port: port)
+        let rc = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if rc == 0 { return fd }
+        close(fd)
+        return nil
+    }
+
+    /// Binds a new TCP socket to 127.0.0.1:`port` (0: any free port); returns it and the port bound.
+    public static func bindLoopback(port: Int = 0) -> (fd: Int32, port: Int)? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = loopbackAddress(port: port)
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard ok else { close(fd); return nil }
+        return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+    }
+
+    static func loopbackAddress(port: Int) -> sockaddr_in {
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        return addr
     }
 }
