@@ -240,12 +240,7 @@ enum BuildCommand {
     /// A docker-style auth file for `credentials: forward` hosts, or nil for anonymous.
     static func authFile(registry: String, credentials: any CredentialSource) throws -> Data? {
         guard let cred = try credentials.credential(for: registry) else { return nil }
-        let entry: [String: String]
-        switch cred {
-        case .basic(let u, let p): entry = ["auth": Data("\(u):\(p)".utf8).base64EncodedString()]
-        case .identityToken(let t): entry = ["identitytoken": t]
-        }
-        return try JSONOutput.encode(["auths": [registry: entry]], compact: true)
+        return try Credential.authFile([registry: cred])
     }
 
     static func runID() -> String {

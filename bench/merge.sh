@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# bench/merge — `coordinator merge` against the baseline a user would otherwise run:
+# bench/merge.sh — `coordinator merge` against the baseline a user would otherwise run:
 #   buildah manifest create + buildah manifest add (one per child) + buildah manifest push
 # for the same children (already pushed by digest), with 2 and with 8 platforms, on a real
 # docker-registry on loopback. Prints median wall times, the ratio, and the requests each side made
-# (counted from the registry's own request log). Usage: bench/merge [RUNS]   (default 5)
+# (counted from the registry's own request log). Usage: bench/merge.sh [RUNS]   (default 5)
 # COORDINATOR=path uses that binary instead of building a release one.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
