@@ -66,7 +66,7 @@ struct HostJob: Sendable {
     private func attempt(_ connection: SSHConnection) async -> JobOutcome {
         let p = platform.description
         do {
-            let mk = try await connection.runPlain("mkdir -p \(Shell.quote(runDir)) && chmod 700 \(Shell.quote(runDir))", timeout: 30)
+            let mk = try await connection.runPlain(Self.sweepStaleRuns(workDir: host.workDir) + "\nmkdir -p \(Shell.quote(runDir)) && chmod 700 \(Shell.quote(runDir))", timeout: 60)
             guard mk.status.succeeded else { return .infrastructure("cannot create run folder \(runDir): \(mk.stderrText)") }
             let (contextDir, sent) = try await uploadContext(connection)
             log.note(p, host.name, sent == 0 ? "context \(context.manifest.digestHex.prefix(12)) already on host: 0 bytes sent" : "context sent: \(sent) bytes")
@@ -75,7 +75,7 @@ struct HostJob: Sendable {
             }
             let engine = script(contextDir: contextDir)
             let logRef = log, name = host.name
-            let status = try await connection.exec(engine.render(), timeout: request.timeout,
+            let status = try await connection.exec(engine.render(), timeout: request.timeout, pidFile: runDir + "/.pid",
                                                    stdout: { logRef.output(p, name, stream: "stdout", $0) },
                                                    stderr: { logRef.output(p, name, stream: "stderr", $0) })
             log.flush(p, host.name)
@@ -100,6 +100,22 @@ struct HostJob: Sendable {
         } catch {
             return .infrastructure("\(error)")
         }
+    }
+
+    /// Removes run folders left by a coordinator that died: those whose build the watchdog killed when the
+    /// connection vanished (`.pid.orphaned`), and those with no live build that are older than ten minutes (a
+    /// run of another coordinator that is still uploading or reading its digest is younger). Auth files go too.
+    static func sweepStaleRuns(workDir: String) -> String {
+        """
+        for d in \(Shell.quote(workDir + "/runs"))/*/; do
+          [ -d "$d" ] || continue
+          if [ -e "$d/.pid.orphaned" ]; then rm -rf "$d"; continue; fi
+          p=$(cat "$d/.pid" 2>/dev/null)
+          if [ -n "$p" ] && kill -0 "-$p" 2>/dev/null; then continue; fi
+          [ -n "$(find "$d" -maxdepth 0 -mmin -10 2>/dev/null)" ] && continue
+          rm -rf "$d"
+        done
+        """
     }
 
     /// Brings the context into the host's cache, sending only blobs it lacks. Returns the tree path and bytes sent.

@@ -48,15 +48,13 @@ extension SSHConnection {
     /// Runs `command` on the host under its own process group (so cancellation can kill all of it), streams
     /// stdout and stderr to the callbacks as they arrive (on the session thread), feeds `input` to its stdin.
     /// Cancelling the calling task kills the remote process group from a second channel, then closes.
-    public func exec(_ command: String, input: ExecInput = .none, timeout: Double? = nil,
+    public func exec(_ command: String, input: ExecInput = .none, timeout: Double? = nil, pidFile: String? = nil,
                      stdout: @escaping @Sendable (Data) -> Void = { _ in },
                      stderr: @escaping @Sendable (Data) -> Void = { _ in },
                      progress: (@Sendable (ExecProgress) -> Void)? = nil) async throws -> ExecStatus {
         let cancel = CancelFlag()
-        let pidFile = "/tmp/.coordinator-\(UUID().uuidString.lowercased()).pid"
-        // The command becomes a process-group leader (setsid) and records its pid, so a second channel can kill
-        // the group: libssh2 1.10 has no channel signals.
-        let wrapped = "exec setsid -w /bin/sh -c \(Shell.quote("echo $$ >\"$0\"; trap 'rm -f \"$0\"' EXIT; /bin/sh -c \"$1\"")) \(Shell.quote(pidFile)) \(Shell.quote(command))"
+        let pidFile = pidFile ?? "/tmp/.coordinator-\(UUID().uuidString.lowercased()).pid"
+        let wrapped = "exec setsid -w /bin/sh -c \(Shell.quote(Self.groupWrapper)) \(Shell.quote(pidFile)) \(Shell.quote(command))"
         return try await withTaskCancellationHandler {
             try await thread.perform { [self] in
                 try runChannel(wrapped, input: input, timeout: timeout, cancel: cancel, pidFile: pidFile,
@@ -66,6 +64,18 @@ extension SSHConnection {
             cancel.set()
         }
     }
+
+    /// Runs `$1` as the leader of a new process group recording its pid in `$0`, so a second channel can kill
+    /// the group (libssh2 1.10 has no channel signals). A watchdog kills the group when the connection's sshd
+    /// process ends (coordinator killed, network gone): no build outlives its coordinator by more than ~1 s, and
+    /// `$0.orphaned` tells the next run that the folder holding the pid file is stale.
+    static let groupWrapper = """
+        echo $$ >"$0"; trap 'rm -f "$0"' EXIT; trap 'exit 143' TERM INT HUP
+        gp=$(cut -d' ' -f4 /proc/$PPID/stat 2>/dev/null)
+        [ -n "$gp" ] && ( while kill -0 "$gp" 2>/dev/null && kill -0 $$ 2>/dev/null; do sleep 1; done
+          kill -0 $$ 2>/dev/null && : >"$0.orphaned" && kill -TERM -$$ ) </dev/null >/dev/null 2>&1 &
+        /bin/sh -c "$1"
+        """
 
     /// `exec` with stdout and stderr collected.
     public func run(_ command: String, input: ExecInput = .none, timeout: Double? = nil) async throws -> ExecOutput {
@@ -226,7 +236,7 @@ extension SSHConnection {
     /// Kills the remote process group recorded in `pidFile` from a second channel: TERM, then KILL after 2 s.
     private func killGroup(pidFile: String) {
         let pf = Shell.quote(pidFile)
-        let script = "p=$(cat \(pf) 2>/dev/null) || exit 0; kill -TERM -- -$p 2>/dev/null; i=0; while kill -0 -- -$p 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; kill -KILL -- -$p 2>/dev/null; rm -f \(pf)"
+        let script = "p=$(cat \(pf) 2>/dev/null) || exit 0; kill -TERM -$p 2>/dev/null; i=0; while kill -0 -$p 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; kill -KILL -$p 2>/dev/null; rm -f \(pf)"
         let deadline = Date.timeIntervalSinceReferenceDate + 5
         guard let channel = try? openChannel(deadline: deadline, cancel: nil) else { return }
         defer { libssh2_channel_free(channel) }

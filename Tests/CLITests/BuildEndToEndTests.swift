@@ -241,6 +241,44 @@ let sharedRegistry: Result<(RegistryServer, String), Error> = Result {
         #expect(throws: (any Error).self) { try self.rawIndex("1.0") }
     }
 
+    @Test func killedCoordinatorLeavesNoBuildAndTheNextRunTakesTheLockAndSweepsItsFolder() async throws {
+        let ctx = try context("FROM BASE\nRUN sleep 41\n")
+        let lock = fleet.dir + "/nightly.lock"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try coordinatorBinary())
+        p.arguments = ["build", "--hosts", fleet.inventoryPath, "-t", "\(repo):1.0", "--lock", lock, "--progress", "plain", ctx]
+        var env = ProcessInfo.processInfo.environment
+        env["COORDINATOR_STATE_DIR"] = fleet.dir + "/state"
+        p.environment = env
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var started = false
+        for _ in 0..<300 {
+            if try runLocal(["pgrep", "-f", "sleep 41"]).status == 0 { started = true; break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        #expect(started)
+        // While it runs, a second run exits 5 at once, naming the holder.
+        let second = try coordinator(["build", "--hosts", fleet.inventoryPath, "-t", "\(repo):1.0", "--lock", lock, ctx])
+        #expect(second.status == 5)
+        #expect(second.stderr.contains("\(p.processIdentifier)"))
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        // The remote builds die with their connection (watchdog), leaving their folders behind…
+        var gone = false
+        for _ in 0..<100 {
+            if try runLocal(["pgrep", "-f", "sleep 41"]).status != 0 { gone = true; break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        #expect(gone, "remote build still running after its coordinator was killed")
+        #expect(!remoteLeftovers().isEmpty)
+        // …which the next run (lock free again) sweeps on contact.
+        let next = try build(try context("FROM scratch\nCOPY f /f\n", files: ["f": "n"]), extra: ["--lock", lock])
+        #expect(next.status == 0, "\(next.stderr)")
+        #expect(remoteLeftovers().isEmpty, "left: \(remoteLeftovers())")
+    }
+
     @Test func mislabelledResultFromTheEngineIsRejectedNeverRelabelled() throws {
         // Named fault injection: a buildah shim on both arm64 hosts that builds for linux/amd64 whatever it is asked.
         let shim = "#!/bin/sh\nfor a do shift; case \"$a\" in linux/arm64) set -- \"$@\" linux/amd64 ;; *) set -- \"$@\" \"$a\" ;; esac; done\nexec /usr/bin/buildah \"$@\"\n"
