@@ -5,13 +5,19 @@ import Support
 
 /// Keeps track of which hosts are busy, down, or vetted, so each platform goes to the least-loaded healthy
 /// host that natively offers it. Preflight runs once per host per run.
-actor HostPool {
+public actor HostPool {
     private let hosts: [HostSpec]
     private var running: [String: Int] = [:]
     private var down: [String: String] = [:]
     private var checks: [String: Task<HostCheck, Never>] = [:]
 
-    init(_ hosts: [HostSpec]) { self.hosts = hosts }
+    /// A pool over the fleet's hosts; share one across images so `maxJobs` holds for the whole run.
+    public init(_ hosts: [HostSpec]) { self.hosts = hosts }
+
+    /// The most builds each host ran at once so far.
+    public func peaks() -> [String: Int] { peak }
+
+    private var peak: [String: Int] = [:]
 
     /// Candidates for a platform, in inventory order.
     nonisolated func candidates(for platform: Platform) -> [HostSpec] { hosts.filter { $0.platforms.contains(platform) } }
@@ -35,6 +41,7 @@ actor HostPool {
         let live = hosts.filter { down[$0.name] == nil && running[$0.name, default: 0] < $0.maxJobs }
         guard let best = live.min(by: { load($0) < load($1) }) else { return nil }
         running[best.name, default: 0] += 1
+        peak[best.name] = max(peak[best.name] ?? 0, running[best.name]!)
         return best
     }
 
@@ -89,9 +96,9 @@ public struct Scheduler: Sendable {
         self.verify = verify
     }
 
-    /// Builds all platforms; results in request order.
-    public func run() async -> [PlatformResult] {
-        let pool = HostPool(fleet.hosts)
+    /// Builds all platforms (on `pool`, shared with other images of the run); results in request order.
+    public func run(pool shared: HostPool? = nil) async -> [PlatformResult] {
+        let pool = shared ?? HostPool(fleet.hosts)
         return await withTaskGroup(of: (Int, PlatformResult).self) { group in
             for (i, platform) in request.platforms.enumerated() {
                 group.addTask { (i, await build(platform, pool: pool)) }
