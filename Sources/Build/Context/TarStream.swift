@@ -11,6 +11,13 @@ public struct TarMember: Sendable, Equatable {
         case symlink(target: String)
         /// A regular file read from `source`, which must still have `size` bytes (and `digest`, when given).
         case file(source: String, size: Int64, digest: String?)
+        /// A hard link to `target`, a path relative to the extraction folder (no `..`, no leading `/`: GNU tar
+        /// strips those from hard-link targets unless `-P`); the target need not be in the archive.
+        case hardLink(target: String)
+        /// A regular file with these bytes (small, generated text such as a script).
+        case data([UInt8])
+        /// A regular file that is itself a tar of `members`, streamed (never held whole in memory).
+        case archive([TarMember])
     }
 
     /// The path inside the archive (relative, `/`-separated).
@@ -39,12 +46,19 @@ public final class TarStream {
     /// Default size of a `nextChunk()` chunk.
     public static let defaultChunkSize = 1 << 20
 
+    /// Where the current member's content comes from.
+    private enum Content {
+        case none
+        case file(Int32)
+        case archive(TarStream)
+    }
+
     private let members: [TarMember]
     private let chunkSize: Int
     private var index = 0
     private var pending: [UInt8] = []
     private var pendingOffset = 0
-    private var fd: Int32 = -1
+    private var content = Content.none
     private var remaining: Int64 = 0
     private var padding = 0
     private var hasher: SHA256Stream?
@@ -60,7 +74,7 @@ public final class TarStream {
         self.chunkSize = max(512, chunkSize)
     }
 
-    deinit { if fd >= 0 { close(fd) } }
+    deinit { if case .file(let fd) = content { close(fd) } }
 
     /// The whole context tree (entries in manifest order, rooted at the archive root): for `tar -x -C DIR`.
     public convenience init(tree context: PreparedContext, chunkSize: Int = TarStream.defaultChunkSize) {
@@ -72,6 +86,10 @@ public final class TarStream {
 
     /// Only the given blobs (hex digests), each once, as `blobs/sha256/<hex>` mode 0644: for a host cache.
     public convenience init(blobs hexDigests: Set<String>, of context: PreparedContext, chunkSize: Int = TarStream.defaultChunkSize) {
+        self.init(members: Self.blobMembers(hexDigests, of: context), chunkSize: chunkSize)
+    }
+
+    static func blobMembers(_ hexDigests: Set<String>, of context: PreparedContext) -> [TarMember] {
         var seen = Set<String>()
         var members: [TarMember] = []
         for (entry, source) in zip(context.manifest.entries, context.sources) {
@@ -79,7 +97,7 @@ public final class TarStream {
             members.append(TarMember(name: "blobs/sha256/" + hex, mode: 0o644,
                                      body: .file(source: source, size: entry.size, digest: entry.digest)))
         }
-        self.init(members: members, chunkSize: chunkSize)
+        return members
     }
 
     private static func body(_ entry: ContextEntry, source: String) -> TarMember.Body {
@@ -90,17 +108,55 @@ public final class TarStream {
         }
     }
 
+    /// The exact byte count a stream of `members` produces (headers, contents, padding, end blocks),
+    /// computed without reading any file.
+    public static func archiveSize(_ members: [TarMember]) -> Int64 {
+        var total: Int64 = 1024
+        for m in members {
+            let size = contentSize(m.body)
+            total += Int64(header(m, size: size).count) + size + (512 - size % 512) % 512
+        }
+        return total
+    }
+
+    private static func contentSize(_ body: TarMember.Body) -> Int64 {
+        switch body {
+        case .directory, .symlink, .hardLink: return 0
+        case .file(_, let size, _): return size
+        case .data(let bytes): return Int64(bytes.count)
+        case .archive(let members): return archiveSize(members)
+        }
+    }
+
+    private static func header(_ m: TarMember, size: Int64) -> [UInt8] {
+        switch m.body {
+        case .directory: return TarHeader.make(name: m.name + "/", mode: m.mode, size: 0, type: "5", link: "")
+        case .symlink(let target): return TarHeader.make(name: m.name, mode: 0o777, size: 0, type: "2", link: target)
+        case .hardLink(let target): return TarHeader.make(name: m.name, mode: m.mode, size: 0, type: "1", link: target)
+        case .file, .data, .archive: return TarHeader.make(name: m.name, mode: m.mode, size: size, type: "0", link: "")
+        }
+    }
+
     /// The next chunk (at most `chunkSize` bytes), or nil after the end-of-archive blocks.
     public func nextChunk() throws(ContextError) -> [UInt8]? {
         var chunk = [UInt8](repeating: 0, count: chunkSize)
-        var result: Result<Int, ContextError> = .success(0)
-        chunk.withUnsafeMutableBytes { buf in
-            do throws(ContextError) { result = .success(try read(into: buf)) } catch { result = .failure(error) }
-        }
-        let n = try result.get()
+        let n = try chunk.withUnsafeMutableBytes { readResult($0) }.get()
         if n == 0 { return nil }
         chunk.removeLast(chunkSize - n)
         return chunk
+    }
+
+    /// `nextChunk()` as `Data`, filled in place: what an SSH stdin producer hands on.
+    public func nextData() throws(ContextError) -> Data? {
+        var chunk = Data(count: chunkSize)
+        let n = try chunk.withUnsafeMutableBytes { readResult($0) }.get()
+        if n == 0 { return nil }
+        chunk.count = n
+        return chunk
+    }
+
+    private func readResult(_ buffer: UnsafeMutableRawBufferPointer) -> Result<Int, ContextError> {
+        do throws(ContextError) { return .success(try read(into: buffer)) } catch { return .failure(error) }
     }
 
     /// Fills `buffer` as far as the archive goes; returns the byte count, 0 at the end.
@@ -114,7 +170,7 @@ public final class TarStream {
                 }
                 pendingOffset += n
                 filled += n
-            } else if fd >= 0 {
+            } else if case .file(let fd) = content {
                 if remaining > 0 {
                     let want = Int(min(remaining, Int64(buffer.count - filled)))
                     let n = Glibc.read(fd, buffer.baseAddress!.advanced(by: filled), want)
@@ -125,7 +181,17 @@ public final class TarStream {
                     remaining -= Int64(n)
                     filled += n
                 } else {
-                    try finishFile()
+                    try finishFile(fd)
+                }
+            } else if case .archive(let inner) = content {
+                let want = Int(min(remaining, Int64(buffer.count - filled)))
+                let n = want == 0 ? 0 : try inner.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + want)]))
+                precondition(n > 0 || remaining == 0, "nested tar shorter than archiveSize computed")
+                remaining -= Int64(n)
+                filled += n
+                if remaining == 0 {
+                    content = .none
+                    queue([UInt8](repeating: 0, count: padding))
                 }
             } else if index < members.count {
                 try start(members[index])
@@ -146,8 +212,8 @@ public final class TarStream {
         pendingOffset = 0
     }
 
-    private func finishFile() throws(ContextError) {
-        defer { close(fd); fd = -1 }
+    private func finishFile(_ fd: Int32) throws(ContextError) {
+        defer { close(fd); content = .none }
         try FileChunks.expectEnd(fd, path: current.path)
         if let hasher, let expected = current.digest, "sha256:" + Hashing.hex(hasher.finish()) != expected {
             throw .fileChanged(path: current.path)
@@ -157,24 +223,28 @@ public final class TarStream {
     }
 
     private func start(_ member: TarMember) throws(ContextError) {
-        var header: [UInt8]
+        let size = Self.contentSize(member.body)
+        padding = Int((512 - size % 512) % 512)
+        var header = Self.header(member, size: size)
         switch member.body {
-        case .directory:
-            header = TarHeader.make(name: member.name + "/", mode: member.mode, size: 0, type: "5", link: "")
-        case .symlink(let target):
-            header = TarHeader.make(name: member.name, mode: 0o777, size: 0, type: "2", link: target)
+        case .directory, .symlink, .hardLink: break
+        case .data(let bytes):
+            header += bytes
+            header += [UInt8](repeating: 0, count: padding)
+        case .archive(let members):
+            content = .archive(TarStream(members: members, chunkSize: chunkSize))
+            remaining = size
         case .file(let source, let size, let digest):
-            fd = try FileChunks.open(source)
+            let fd = try FileChunks.open(source)
             var st = stat()
             guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
-                close(fd); fd = -1
+                close(fd)
                 throw .fileChanged(path: source)
             }
+            content = .file(fd)
             remaining = size
-            padding = Int((512 - size % 512) % 512)
             current = (source, digest)
             hasher = digest == nil ? nil : SHA256Stream()
-            header = TarHeader.make(name: member.name, mode: member.mode, size: size, type: "0", link: "")
         }
         queue(header)
     }
