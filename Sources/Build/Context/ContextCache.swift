@@ -169,8 +169,9 @@ public struct ContextCache: Sendable, Equatable {
         for e in manifest.entries where e.kind == .file && Self.octal(e.mode) != "0644" {
             byMode[Self.octal(e.mode), default: []].insert(e.digestHex ?? "")
         }
+        // One call per mode (a function takes any number of words; xargs keeps each cp under ARG_MAX).
         for (mode, hexes) in byMode.sorted(by: { $0.key < $1.key }) {
-            for batch in Self.wordBatches(hexes.sorted()) { s += "p \(mode)" + batch + "\n" }
+            s += "p \(mode) " + hexes.sorted().joined(separator: " ") + "\n"
         }
         // Finishing: mtimes while every folder is still owner-rwx, then real folder modes deepest first.
         s += """

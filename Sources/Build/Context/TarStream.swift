@@ -109,12 +109,14 @@ public final class TarStream {
     }
 
     /// The exact byte count a stream of `members` produces (headers, contents, padding, end blocks),
-    /// computed without reading any file.
+    /// computed without reading any file or building any header.
     public static func archiveSize(_ members: [TarMember]) -> Int64 {
         var total: Int64 = 1024
         for m in members {
             let size = contentSize(m.body)
-            total += Int64(header(m, size: size).count) + size + (512 - size % 512) % 512
+            let (name, link) = headerNames(m)
+            total += Int64(TarHeader.byteCount(nameBytes: name.utf8.count, linkBytes: link.utf8.count, size: size))
+            total += size + (512 - size % 512) % 512
         }
         return total
     }
@@ -128,12 +130,22 @@ public final class TarStream {
         }
     }
 
-    private static func header(_ m: TarMember, size: Int64) -> [UInt8] {
+    /// The name and link a member's header carries.
+    private static func headerNames(_ m: TarMember) -> (name: String, link: String) {
         switch m.body {
-        case .directory: return TarHeader.make(name: m.name + "/", mode: m.mode, size: 0, type: "5", link: "")
-        case .symlink(let target): return TarHeader.make(name: m.name, mode: 0o777, size: 0, type: "2", link: target)
-        case .hardLink(let target): return TarHeader.make(name: m.name, mode: m.mode, size: 0, type: "1", link: target)
-        case .file, .data, .archive: return TarHeader.make(name: m.name, mode: m.mode, size: size, type: "0", link: "")
+        case .directory: return (m.name + "/", "")
+        case .symlink(let target), .hardLink(let target): return (m.name, target)
+        case .file, .data, .archive: return (m.name, "")
+        }
+    }
+
+    private static func header(_ m: TarMember, size: Int64) -> [UInt8] {
+        let (name, link) = headerNames(m)
+        switch m.body {
+        case .directory: return TarHeader.make(name: name, mode: m.mode, size: 0, type: "5", link: "")
+        case .symlink: return TarHeader.make(name: name, mode: 0o777, size: 0, type: "2", link: link)
+        case .hardLink: return TarHeader.make(name: name, mode: m.mode, size: 0, type: "1", link: link)
+        case .file, .data, .archive: return TarHeader.make(name: name, mode: m.mode, size: size, type: "0", link: "")
         }
     }
 
@@ -252,54 +264,78 @@ public final class TarStream {
 
 /// ustar headers, with a pax extended header in front when a name, link or size does not fit.
 enum TarHeader {
+    static let largestUstarSize: Int64 = 0o77777777777
+
     static func make(name: String, mode: UInt32, size: Int64, type: Character, link: String) -> [UInt8] {
-        var records: [(String, String)] = []
         let nameBytes = Array(name.utf8), linkBytes = Array(link.utf8)
-        if nameBytes.count > 100 { records.append(("path", name)) }
-        if linkBytes.count > 100 { records.append(("linkpath", link)) }
-        let sizeFits = size <= 0o77777777777
-        if !sizeFits { records.append(("size", String(size))) }
+        let sizeFits = size <= largestUstarSize
+        var data: [UInt8] = []
+        if nameBytes.count > 100 { data += paxRecord("path", name) }
+        if linkBytes.count > 100 { data += paxRecord("linkpath", link) }
+        if !sizeFits { data += paxRecord("size", String(size)) }
         var out: [UInt8] = []
-        if !records.isEmpty {
-            var data: [UInt8] = []
-            for (key, value) in records { data += paxRecord(key, value) }
-            out += block(name: Array("././@PaxHeader".utf8), mode: 0o644, size: Int64(data.count), type: "x", link: [])
+        out.reserveCapacity(data.isEmpty ? 512 : 1024 + data.count + 511)
+        if !data.isEmpty {
+            out += block(name: Array("././@PaxHeader".utf8)[...], mode: 0o644, size: Int64(data.count), type: "x", link: [])
             out += data
             out += [UInt8](repeating: 0, count: (512 - data.count % 512) % 512)
         }
-        out += block(name: Array(nameBytes.prefix(100)), mode: mode, size: sizeFits ? size : 0, type: type,
-                     link: Array(linkBytes.prefix(100)))
+        out += block(name: nameBytes.prefix(100), mode: mode, size: sizeFits ? size : 0, type: type, link: linkBytes.prefix(100))
         return out
+    }
+
+    /// `make(…).count`, without building it.
+    static func byteCount(nameBytes: Int, linkBytes: Int, size: Int64) -> Int {
+        var data = 0
+        if nameBytes > 100 { data += paxLength(key: 4, value: nameBytes) }
+        if linkBytes > 100 { data += paxLength(key: 8, value: linkBytes) }
+        if size > largestUstarSize { data += paxLength(key: 4, value: String(size).utf8.count) }
+        return data == 0 ? 512 : 1024 + data + (512 - data % 512) % 512
     }
 
     /// `"%d key=value\n"` where the length counts itself.
     static func paxRecord(_ key: String, _ value: String) -> [UInt8] {
-        let body = key.utf8.count + value.utf8.count + 3
-        var length = body + String(body).count
-        if String(length).count != String(body).count { length = body + String(length).count }
-        return Array("\(length) \(key)=\(value)\n".utf8)
+        Array("\(paxLength(key: key.utf8.count, value: value.utf8.count)) \(key)=\(value)\n".utf8)
     }
 
-    private static func block(name: [UInt8], mode: UInt32, size: Int64, type: Character, link: [UInt8]) -> [UInt8] {
+    static func paxLength(key: Int, value: Int) -> Int {
+        let body = key + value + 3
+        var length = body + String(body).count
+        if String(length).count != String(body).count { length = body + String(length).count }
+        return length
+    }
+
+    private static func block(name: ArraySlice<UInt8>, mode: UInt32, size: Int64, type: Character, link: ArraySlice<UInt8>) -> [UInt8] {
         var h = [UInt8](repeating: 0, count: 512)
-        func put(_ bytes: [UInt8], at offset: Int) { for (i, b) in bytes.enumerated() { h[offset + i] = b } }
-        func octal(_ value: Int64, width: Int, at offset: Int) {
-            let digits = String(value, radix: 8)
-            put(Array((String(repeating: "0", count: max(0, width - 1 - digits.count)) + digits).utf8), at: offset)
+        h.withUnsafeMutableBufferPointer { p in
+            func put<C: Collection<UInt8>>(_ bytes: C, at offset: Int) {
+                var i = offset
+                for b in bytes { p[i] = b; i += 1 }
+            }
+            /// Zero-padded octal in `width - 1` digits, then NUL.
+            func octal(_ value: Int64, width: Int, at offset: Int) {
+                var v = value
+                for i in stride(from: offset + width - 2, through: offset, by: -1) {
+                    p[i] = UInt8(ascii: "0") + UInt8(v & 7)
+                    v >>= 3
+                }
+            }
+            put(name, at: 0)
+            octal(Int64(mode & 0o7777), width: 8, at: 100)
+            octal(0, width: 8, at: 108)
+            octal(0, width: 8, at: 116)
+            octal(size, width: 12, at: 124)
+            octal(TarStream.modificationTime, width: 12, at: 136)
+            for i in 148..<156 { p[i] = UInt8(ascii: " ") }
+            p[156] = type.asciiValue!
+            put(link, at: 157)
+            put("ustar\u{0}00".utf8, at: 257)
+            var sum: Int64 = 0
+            for b in p { sum += Int64(b) }
+            octal(sum, width: 7, at: 148)
+            p[154] = 0
+            p[155] = UInt8(ascii: " ")
         }
-        put(name, at: 0)
-        octal(Int64(mode & 0o7777), width: 8, at: 100)
-        octal(0, width: 8, at: 108)
-        octal(0, width: 8, at: 116)
-        octal(size, width: 12, at: 124)
-        octal(TarStream.modificationTime, width: 12, at: 136)
-        put(Array(repeating: UInt8(ascii: " "), count: 8), at: 148)
-        h[156] = type.asciiValue!
-        put(link, at: 157)
-        put(Array("ustar\u{0}00".utf8), at: 257)
-        let sum = h.reduce(0) { $0 + Int64($1) }
-        let digits = String(sum, radix: 8)
-        put(Array((String(repeating: "0", count: max(0, 6 - digits.count)) + digits).utf8) + [0, UInt8(ascii: " ")], at: 148)
         return h
     }
 }
