@@ -196,7 +196,10 @@ public struct ContextCache: Sendable, Equatable {
             if tar -x -f "$w/links.tar" -C "$w" 2>"$w/err"; then fin; exit 0; fi
             echo "materialise: tar could not link every file ($(head -n 1 "$w/err")); copying the rest" >&2
             d() { [ -d "$T/$2" ] || mkdir -m "$1" -- "$T/$2"; }
-            f() { [ -f "$T/$2" ] || ln -- "$B/$1" "$T/$2" 2>/dev/null || cp -p -- "$B/$1" "$T/$2"; }
+            f() {
+              [ -f "$T/$2" ] || ln -- "$B/$1" "$T/$2" 2>/dev/null || cp -p -- "$B/$1" "$T/$2" || {
+                [ -f "$B/$1" ] && exit 1; echo "missing blob $1 (collected meanwhile)" >&2; exit \(Self.missingBlobStatus); }
+            }
             l() { [ -h "$T/$2" ] || ln -s -- "$1" "$T/$2"; }
             [ -d "$T" ] || mkdir -m 0755 -- "$T"
 
