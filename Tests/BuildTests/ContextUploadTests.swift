@@ -214,3 +214,4 @@ private func runStep(_ step: RemoteStep, chunkSize: Int, env: [String] = []) thr
                  + "warm %.3f s (%.2fx) vs plain tar -x %.3f s (1.00x)",
                  ctx.manifest.entries.count, count + 1, rounds, c, c / t, w, w / t, t))
 }
+

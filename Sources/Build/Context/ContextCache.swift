@@ -89,7 +89,7 @@ public struct ContextCache: Sendable, Equatable {
     /// busybox), find, xargs, cp, ln, mv, touch, chmod.
     public func materialiseCommand() -> String {
         let script = """
-            set -eu; mkdir -p "$1/incoming" "$1/contexts"; c=$(cd "$1" && pwd)
+            set -eu; mkdir -p "$1/incoming" "$1/contexts"; c=$(CDPATH= cd -- "$1" && pwd)
             w="$c/incoming/m.$$"; s=
             trap 'rm -rf "$w" ${s:+"$s"} 2>/dev/null || { chmod -R u+w "$w" ${s:+"$s"}; rm -rf "$w" ${s:+"$s"}; }' EXIT
             rm -rf "$w"; mkdir "$w"
