@@ -128,6 +128,27 @@ private func runStep(_ step: RemoteStep, chunkSize: Int, env: [String] = []) thr
     #expect(stat(plan.treePath + "/ro", &st) == 0 && st.st_mtim.tv_sec == Int(TarStream.modificationTime))
 }
 
+@Test func unprivilegedHostUserBuildsTheSameTreeAndCollectsIt() throws {
+    // The inventory's default user is not root: read-only folders must not lock tar, the script or GC out.
+    guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else { return }
+    let src = try TempDir(), host = try TempDir()
+    defer { src.cleanup(); host.cleanup() }
+    #expect(chown(host.path, 65534, 65534) == 0)
+    try sample(src)
+    let ctx = try PreparedContext.prepare(ContextOptions(context: src.path))
+    let cache = ContextCache(workDir: host.path)
+    let plan = ContextUploadPlan(context: ctx, cache: cache)
+    let nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    for step in plan.steps(after: .missing(ctx.manifest.blobDigests)) {
+        let r = try runStep(step, chunkSize: plan.chunkSize, env: nobody)
+        #expect(r.status == 0, "\(step.kind): \(r.stderr)")
+    }
+    #expect(try listing(plan.treePath) == listing(src.path))
+    let gc = try run(nobody + ["sh", "-c", cache.collectGarbageCommand(keep: 0, days: 30)])
+    #expect(gc.status == 0, "\(gc.stderr)")
+    #expect(try FileManager.default.contentsOfDirectory(atPath: host.sub("cache/contexts")).isEmpty)
+}
+
 @Test func busyboxHostBuildsTheSameTree() throws {
     // A host whose sh, tar, find, cp… are all busybox (Alpine-like). Set COORDINATOR_BUSYBOX to a busybox
     // binary (e.g. from `apt-get download busybox`) when none is on PATH; skipped otherwise.
