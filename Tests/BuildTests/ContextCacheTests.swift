@@ -2,16 +2,16 @@ import Foundation
 import Testing
 @testable import Build
 
-/// Sends what the probe says is missing, then materialises: the same steps the SSH layer will run.
-private func upload(_ ctx: PreparedContext, to cache: ContextCache) throws -> [String] {
-    let probe = try run(["sh", "-c", cache.probeCommand(ctx.manifest)]) { try $0.write(contentsOf: Data(cache.probeInput(ctx.manifest).utf8)) }
+/// Runs the upload plan's steps as the SSH layer will: probe, then whatever follows its answer.
+func upload(_ ctx: PreparedContext, to cache: ContextCache) throws -> [String] {
+    let plan = ContextUploadPlan(context: ctx, cache: cache, chunkSize: 4096)
+    let probe = try run(["sh", "-c", plan.probe.command], feed: feed(plan.probe.input()))
     #expect(probe.status == 0, "\(probe.stderr)")
     guard case .missing(let missing) = try #require(ContextCache.parseProbe(probe.stdout)) else { return [] }
-    let recv = try run(["sh", "-c", cache.receiveBlobsCommand()], feed: feed(TarStream(blobs: Set(missing), of: ctx)))
-    #expect(recv.status == 0, "\(recv.stderr)")
-    let script = cache.materialiseScript(ctx.manifest)
-    let mat = try run(["/bin/sh", "-s"]) { try $0.write(contentsOf: Data(script.utf8)) }
-    #expect(mat.status == 0, "\(mat.stderr)")
+    for step in plan.steps(after: .missing(missing)) {
+        let r = try run(["sh", "-c", step.command], feed: feed(step.input()))
+        #expect(r.status == 0, "\(step.kind): \(r.stderr)")
+    }
     return missing
 }
 
@@ -75,7 +75,7 @@ private func tree(_ d: TempDir) throws {
     try tree(src)
     let ctx = try PreparedContext.prepare(ContextOptions(context: src.path))
     let cache = ContextCache(workDir: host.path)
-    let r = try run(["/bin/sh", "-s"]) { try $0.write(contentsOf: Data(cache.materialiseScript(ctx.manifest).utf8)) }
+    let r = try run(["/bin/sh", "-c", cache.materialiseCommand()], feed: feed(cache.materialiseInput(ctx.manifest)))
     #expect(r.status == 3)
     #expect(r.stderr.contains("missing blob sha256:"))
     #expect(!FileManager.default.fileExists(atPath: cache.treePath(ctx.manifest)))

@@ -59,6 +59,11 @@ func feed(_ stream: TarStream) -> (FileHandle) throws -> Void {
     { handle in while let chunk = try stream.nextChunk() { try handle.write(contentsOf: chunk) } }
 }
 
+/// Feeds a whole stdin producer into a handle.
+func feed(_ producer: @escaping ChunkProducer) -> (FileHandle) throws -> Void {
+    { handle in while let chunk = try producer() { try handle.write(contentsOf: chunk) } }
+}
+
 /// An independent listing of a tree (GNU find + sha256sum): type, mode, link target and content hash per path.
 func listing(_ dir: String) throws -> String {
     let r = try run(["sh", "-c", "find . -mindepth 1 -printf '%P|%y|%m|%l\\n' | LC_ALL=C sort; "

@@ -2,10 +2,11 @@ import Foundation
 import Support
 
 /// The host side of upload-once, as shell text: a content-addressed cache under `workDir/cache` holding
-/// blobs (`blobs/sha256/<hex>`, mode 0644, plus `<hex>.<mode>` copies for other modes) and materialised
-/// trees (`contexts/<hex>` → `contexts/<hex>.d.<pid>`, built from hard links to the blobs). Every script
-/// is POSIX sh (plus `ln -n`, `readlink` and `touch -h`, which GNU, busybox and BSD all have); user data
-/// travels on stdin or Shell-quoted, never unquoted on a command line.
+/// blobs (`blobs/sha256/<hex>`, mode 0644, plus copies `blobs/mode/<mode>/<hex>` for other modes) and
+/// materialised trees (`contexts/<hex>` → `contexts/<hex>.d.<pid>`, built from hard links to the blobs by
+/// one `tar -x`), with work folders under `incoming/`. Every script is POSIX sh (plus `ln -n`, `readlink`,
+/// `touch -h`, `find … -exec {} +` and `xargs`, which GNU, busybox and BSD all have); user data travels on
+/// stdin or Shell-quoted, never unquoted on a command line.
 public struct ContextCache: Sendable, Equatable {
     /// The cache folder on the host.
     public let directory: String
@@ -76,72 +77,158 @@ public struct ContextCache: Sendable, Equatable {
 
     // MARK: Materialise
 
-    /// Command for `materialiseScript`, which travels on its stdin.
-    public static let materialiseCommand = "sh -s"
+    /// Exit status of `materialiseCommand` when a blob is missing (collected since the probe): probe again.
+    public static let missingBlobStatus: Int32 = 3
 
-    /// The script that builds the tree of `manifest` from cached blobs: folders, hard-linked files (copied
-    /// when a link is refused), symlinks, modes, a fixed mtime; it is published atomically under
-    /// `treePath`, and a missing blob fails it (exit 3) before anything is built.
-    public func materialiseScript(_ manifest: ContextManifest) -> String {
-        var s = """
-            set -eu
-            umask 022
-            TZ=UTC0; export TZ
-            C=\(Shell.quote(directory)); H=\(manifest.digestHex)
-            B="$C/blobs/sha256"; D="$C/contexts/$H"
-            [ -d "$D" ] && exit 0
-            mkdir -p "$C/contexts"
-            T="$D.d.$$"; rm -rf "$T"; mkdir "$T"
-            trap '[ -h "$D" ] || rm -rf "$T"' EXIT
-            m=0
-            n() { [ -f "$B/$1" ] || { echo "missing blob sha256:$1" >&2; m=1; }; }
-            f() {
-              if [ "$2" = 0644 ]; then s="$B/$1"; else
-                s="$B/$1.$2"
-                [ -f "$s" ] || { cp "$B/$1" "$s.$$" && chmod "$2" "$s.$$" && touch -t \(Self.touchTime) "$s.$$" && mv -f "$s.$$" "$s"; }
-              fi
-              ln "$s" "$T/$3" 2>/dev/null || cp -p "$s" "$T/$3"
-            }
-            l() { ln -s -- "$1" "$T/$2"; }
-
+    /// Command whose stdin is `materialiseInput(manifest)`: it unpacks that small tar (`run.sh` plus
+    /// `links.tar`) into a private work folder under `incoming/` and runs `run.sh`, which checks every blob
+    /// is cached (exit 3 before building anything otherwise), makes the per-mode copies a batch at a time,
+    /// then builds the whole tree with ONE `tar -x` of hard links into the cache, so no process is started per
+    /// file. Links refused (EMLINK, another file system) fall back to copies. The tree is published
+    /// atomically under `treePath`; the work folder is always removed. Needs only POSIX sh, tar (GNU or
+    /// busybox), find, xargs, cp, ln, mv, touch, chmod.
+    public func materialiseCommand() -> String {
+        let script = """
+            set -eu; mkdir -p "$1/incoming" "$1/contexts"; c=$(CDPATH= cd -- "$1" && pwd)
+            w="$c/incoming/m.$$"; s=
+            trap 'rm -rf "$w" ${s:+"$s"} 2>/dev/null || { chmod -R u+w "$w" ${s:+"$s"}; rm -rf "$w" ${s:+"$s"}; }' EXIT
+            rm -rf "$w"; mkdir "$w"
+            tar -x -f - -C "$w"
+            . "$w/run.sh"
             """
-        for hex in manifest.blobDigests { s += "n \(hex)\n" }
-        s += "[ \"$m\" = 0 ] || exit 3\n"
-        let dirs = manifest.entries.filter { $0.kind == .directory }
-        for batch in Self.batches(dirs.map(\.path)) { s += "mkdir --" + batch + "\n" }
+        return Shell.join(["sh", "-c", script, "sh", directory])
+    }
+
+    /// The stdin of `materialiseCommand`: a tar of `run.sh` and `links.tar` (folders, symlinks and hard
+    /// links into the blob cache, rooted at `t/`), streamed in chunks of at most `chunkSize` bytes.
+    public func materialiseInput(_ manifest: ContextManifest, chunkSize: Int = TarStream.defaultChunkSize) -> TarStream {
+        TarStream(members: materialiseMembers(manifest), chunkSize: chunkSize)
+    }
+
+    /// The members of `materialiseInput` (their `TarStream.archiveSize` is its exact length).
+    public func materialiseMembers(_ manifest: ContextManifest) -> [TarMember] {
+        [TarMember(name: "run.sh", mode: 0o644, body: .data(Array(materialiseScript(manifest).utf8))),
+         TarMember(name: "links.tar", mode: 0o644, body: .archive(Self.linkMembers(manifest)))]
+    }
+
+    /// Where a file's hard link points, relative to the cache's `blobs` folder: the blob itself for mode
+    /// 0644, else its copy with that mode (an inode carries one mode, so each mode needs its own copy).
+    static func blobPath(_ entry: ContextEntry) -> String {
+        let hex = entry.digestHex ?? ""
+        let mode = octal(entry.mode)
+        return mode == "0644" ? "sha256/" + hex : "mode/" + mode + "/" + hex
+    }
+
+    /// Folders get owner rwx in the tar (so no tar, root or not, is locked out of a read-only folder while
+    /// it works); `run.sh` sets the real mode afterwards.
+    static func workingMode(_ mode: UInt32) -> UInt32 { (mode & 0o7777) | 0o700 }
+
+    /// Folders whose real mode is not what `tar -x` (as root, or under umask 022) leaves them with.
+    static func needsChmod(_ mode: UInt32) -> Bool { mode & 0o7777 != workingMode(mode) & 0o755 }
+
+    /// `t/`, then every entry under `t/`: folders, hard links to `b/<blobPath>` (`b` is a symlink the script
+    /// makes to the cache's blobs folder, so targets are relative, with no `..`, as every tar wants), symlinks.
+    static func linkMembers(_ manifest: ContextManifest) -> [TarMember] {
+        var members = [TarMember(name: "t", mode: 0o755, body: .directory)]
+        members.reserveCapacity(manifest.entries.count + 1)
         for e in manifest.entries {
+            let name = "t/" + e.path
             switch e.kind {
-            case .file: s += "f \(e.digestHex ?? "") \(Self.octal(e.mode)) \(Shell.quote(e.path))\n"
-            case .symlink: s += "l \(Shell.quote(e.linkTarget ?? "")) \(Shell.quote(e.path))\n"
-            case .directory: break
+            case .directory: members.append(TarMember(name: name, mode: workingMode(e.mode), body: .directory))
+            case .file: members.append(TarMember(name: name, mode: e.mode, body: .hardLink(target: "b/" + blobPath(e))))
+            case .symlink: members.append(TarMember(name: name, mode: 0o777, body: .symlink(target: e.linkTarget ?? "")))
             }
         }
-        // Deepest first, so a read-only folder never blocks work below it.
-        var byMode: [(UInt32, [String])] = []
-        for d in dirs.reversed() {
-            if byMode.last?.0 == d.mode { byMode[byMode.count - 1].1.append(d.path) } else { byMode.append((d.mode, [d.path])) }
-        }
-        for (mode, paths) in byMode {
-            for batch in Self.batches(paths) { s += "chmod \(Self.octal(mode)) --" + batch + "\n" }
-        }
-        let links = manifest.entries.filter { $0.kind == .symlink }.map(\.path)
-        for batch in Self.batches(links) { s += "touch -h -t \(Self.touchTime) --" + batch + " 2>/dev/null || :\n" }
-        for batch in Self.batches(dirs.reversed().map(\.path)) { s += "touch -t \(Self.touchTime) --" + batch + "\n" }
-        s += """
-            chmod 0755 "$T"; touch -t \(Self.touchTime) "$T"
-            ln -sn "$H.d.$$" "$D" 2>/dev/null || { rm -rf "$T"; [ -d "$D" ]; }
+        return members
+    }
+
+    /// `run.sh`, sourced by `materialiseCommand` with `$c` (the cache, absolute), `$w` (the work folder,
+    /// holding `links.tar`) and `$s` (what the exit trap removes besides `$w`) set.
+    func materialiseScript(_ manifest: ContextManifest) -> String {
+        var s = """
+            H=\(manifest.digestHex); B="$c/blobs"; D="$c/contexts/$H"; T="$w/t"
+            umask 022; TZ=UTC0; export TZ
+            [ -d "$D" ] && exit 0
+            m=0
+            n() { for h; do [ -f "$B/sha256/$h" ] || { echo "missing blob sha256:$h" >&2; m=1; }; done; }
 
             """
+        for batch in Self.wordBatches(manifest.blobDigests) { s += "n" + batch + "\n" }
+        s += """
+            [ "$m" = 0 ] || exit \(Self.missingBlobStatus)
+            p() {
+              o=$1; shift; d="$B/mode/$o"; mkdir -p "$d"
+              for h; do [ -f "$d/$h" ] || echo "$h"; done >"$w/need"
+              [ -s "$w/need" ] || return 0
+              rm -rf "$w/c"; mkdir "$w/c"
+              (cd "$B/sha256" && xargs sh -c 'o=$1; d=$2; shift 2; cp -p -- "$@" "$0/" && cd "$0" && touch -t \(Self.touchTime) -- "$@" && chmod "$o" -- "$@" && mv -f -- "$@" "$d/"' "$w/c" "$o" "$d") <"$w/need"
+            }
+
+            """
+        var byMode: [String: Set<String>] = [:]
+        for e in manifest.entries where e.kind == .file && Self.octal(e.mode) != "0644" {
+            byMode[Self.octal(e.mode), default: []].insert(e.digestHex ?? "")
+        }
+        // One call per mode (a function takes any number of words; xargs keeps each cp under ARG_MAX).
+        for (mode, hexes) in byMode.sorted(by: { $0.key < $1.key }) {
+            s += "p \(mode) " + hexes.sorted().joined(separator: " ") + "\n"
+        }
+        // Finishing: mtimes while every folder is still owner-rwx, then real folder modes deepest first.
+        s += """
+            fin() {
+              S="$D.d.$$"; rm -rf "$S"; mv "$T" "$S"; s=$S; T=$S
+              find "$T" -type l -exec touch -h -t \(Self.touchTime) {} + 2>/dev/null || :
+              find "$T" -type d -exec touch -t \(Self.touchTime) {} +
+
+            """
+        let dirs = manifest.entries.filter { $0.kind == .directory }
+        var byModeRuns: [(UInt32, [String])] = []
+        for d in dirs.reversed() where Self.needsChmod(d.mode) {
+            if byModeRuns.last?.0 == d.mode { byModeRuns[byModeRuns.count - 1].1.append(d.path) } else { byModeRuns.append((d.mode, [d.path])) }
+        }
+        for (mode, paths) in byModeRuns {
+            for batch in Self.batches(paths) { s += "  chmod \(Self.octal(mode)) --" + batch + "\n" }
+        }
+        s += """
+              ln -sn "$H.d.$$" "$D" 2>/dev/null && s= || [ -d "$D" ]
+            }
+            ln -s ../../blobs "$w/b"
+            if tar -x -f "$w/links.tar" -C "$w" 2>"$w/err"; then fin; exit 0; fi
+            echo "materialise: tar could not link every file ($(head -n 1 "$w/err")); copying the rest" >&2
+            d() { [ -d "$T/$2" ] || mkdir -m "$1" -- "$T/$2"; }
+            f() {
+              [ -f "$T/$2" ] || ln -- "$B/$1" "$T/$2" 2>/dev/null || cp -p -- "$B/$1" "$T/$2" || {
+                [ -f "$B/$1" ] && exit 1; echo "missing blob $1 (collected meanwhile)" >&2; exit \(Self.missingBlobStatus); }
+            }
+            l() { [ -h "$T/$2" ] || ln -s -- "$1" "$T/$2"; }
+            [ -d "$T" ] || mkdir -m 0755 -- "$T"
+
+            """
+        // Only read when the tar failed: the same entries, each made by hand if it is not there.
+        for e in manifest.entries {
+            let path = Shell.quote(e.path)
+            switch e.kind {
+            case .directory: s += "d \(Self.octal(Self.workingMode(e.mode))) \(path)\n"
+            case .file: s += "f \(Self.blobPath(e)) \(path)\n"
+            case .symlink: s += "l \(Shell.quote(e.linkTarget ?? "")) \(path)\n"
+            }
+        }
+        s += "fin\n"
         return s
     }
 
     // MARK: Garbage collection
 
     /// Command that removes cached trees beyond the `keep` most recently used or unused for more than
-    /// `days` days, half-built trees older than a day, and blobs no tree links to (unchanged for `days`).
+    /// `days` days, half-built trees and work folders older than a day, and blobs and mode copies no tree
+    /// links to (unchanged for `days`).
     public func collectGarbageCommand(keep: Int, days: Int) -> String {
         let script = """
             set -eu; c=$1; keep=$2; days=$3
+            r() { rm -rf "$@" 2>/dev/null || { chmod -R u+w "$@" 2>/dev/null || :; rm -rf "$@"; }; }
+            for t in "$c/incoming"/*; do
+              [ -e "$t" ] && [ -n "$(find "$t" -prune -mtime +0)" ] && r "$t"
+            done
             [ -d "$c/contexts" ] || exit 0
             cd "$c/contexts"; i=0
             for h in $(ls -t); do
@@ -149,15 +236,15 @@ public struct ContextCache: Sendable, Equatable {
               [ -h "$h" ] || continue
               i=$((i+1))
               if [ "$i" -gt "$keep" ] || [ -n "$(find "$h" -prune -mtime +"$days")" ]; then
-                t=$(readlink "$h"); rm -f "$h"; rm -rf "./$t"
+                t=$(readlink "$h"); rm -f "$h"; r "./$t"
               fi
             done
             for t in *.d.*; do
               [ -d "$t" ] || continue
               [ "$(readlink "${t%%.d.*}" 2>/dev/null || :)" = "$t" ] && continue
-              [ -n "$(find "$t" -prune -mtime +0)" ] && rm -rf "./$t"
+              [ -n "$(find "$t" -prune -mtime +0)" ] && r "./$t"
             done
-            [ -d "$c/blobs/sha256" ] && find "$c/blobs/sha256" -type f -links 1 -ctime +"$days" -exec rm -f {} +
+            [ -d "$c/blobs" ] && find "$c/blobs" -type f -links 1 -ctime +"$days" -exec rm -f {} +
             exit 0
             """
         return Shell.join(["sh", "-c", script, "sh", directory, String(keep), String(days)])
@@ -177,6 +264,18 @@ public struct ContextCache: Sendable, Equatable {
     static func octal(_ mode: UInt32) -> String {
         let digits = String(mode & 0o7777, radix: 8)
         return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+    }
+
+    /// ` w1 w2…` (words that need no quoting, e.g. hex digests) in lines of a bounded length.
+    static func wordBatches(_ words: [String], limit: Int = 4096) -> [String] {
+        var out: [String] = []
+        var current = ""
+        for w in words {
+            if !current.isEmpty && current.utf8.count + w.utf8.count + 1 > limit { out.append(current); current = "" }
+            current += " " + w
+        }
+        if !current.isEmpty { out.append(current) }
+        return out
     }
 
     /// ` "$T"/'p1' "$T"/'p2'…` in groups small enough for any ARG_MAX.

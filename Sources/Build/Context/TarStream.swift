@@ -11,6 +11,13 @@ public struct TarMember: Sendable, Equatable {
         case symlink(target: String)
         /// A regular file read from `source`, which must still have `size` bytes (and `digest`, when given).
         case file(source: String, size: Int64, digest: String?)
+        /// A hard link to `target`, a path relative to the extraction folder (no `..`, no leading `/`: GNU tar
+        /// strips those from hard-link targets unless `-P`); the target need not be in the archive.
+        case hardLink(target: String)
+        /// A regular file with these bytes (small, generated text such as a script).
+        case data([UInt8])
+        /// A regular file that is itself a tar of `members`, streamed (never held whole in memory).
+        case archive([TarMember])
     }
 
     /// The path inside the archive (relative, `/`-separated).
@@ -39,12 +46,19 @@ public final class TarStream {
     /// Default size of a `nextChunk()` chunk.
     public static let defaultChunkSize = 1 << 20
 
+    /// Where the current member's content comes from.
+    private enum Content {
+        case none
+        case file(Int32)
+        case archive(TarStream)
+    }
+
     private let members: [TarMember]
     private let chunkSize: Int
     private var index = 0
     private var pending: [UInt8] = []
     private var pendingOffset = 0
-    private var fd: Int32 = -1
+    private var content = Content.none
     private var remaining: Int64 = 0
     private var padding = 0
     private var hasher: SHA256Stream?
@@ -60,7 +74,7 @@ public final class TarStream {
         self.chunkSize = max(512, chunkSize)
     }
 
-    deinit { if fd >= 0 { close(fd) } }
+    deinit { if case .file(let fd) = content { close(fd) } }
 
     /// The whole context tree (entries in manifest order, rooted at the archive root): for `tar -x -C DIR`.
     public convenience init(tree context: PreparedContext, chunkSize: Int = TarStream.defaultChunkSize) {
@@ -72,6 +86,10 @@ public final class TarStream {
 
     /// Only the given blobs (hex digests), each once, as `blobs/sha256/<hex>` mode 0644: for a host cache.
     public convenience init(blobs hexDigests: Set<String>, of context: PreparedContext, chunkSize: Int = TarStream.defaultChunkSize) {
+        self.init(members: Self.blobMembers(hexDigests, of: context), chunkSize: chunkSize)
+    }
+
+    static func blobMembers(_ hexDigests: Set<String>, of context: PreparedContext) -> [TarMember] {
         var seen = Set<String>()
         var members: [TarMember] = []
         for (entry, source) in zip(context.manifest.entries, context.sources) {
@@ -79,7 +97,7 @@ public final class TarStream {
             members.append(TarMember(name: "blobs/sha256/" + hex, mode: 0o644,
                                      body: .file(source: source, size: entry.size, digest: entry.digest)))
         }
-        self.init(members: members, chunkSize: chunkSize)
+        return members
     }
 
     private static func body(_ entry: ContextEntry, source: String) -> TarMember.Body {
@@ -90,17 +108,67 @@ public final class TarStream {
         }
     }
 
+    /// The exact byte count a stream of `members` produces (headers, contents, padding, end blocks),
+    /// computed without reading any file or building any header.
+    public static func archiveSize(_ members: [TarMember]) -> Int64 {
+        var total: Int64 = 1024
+        for m in members {
+            let size = contentSize(m.body)
+            let (name, link) = headerNames(m)
+            total += Int64(TarHeader.byteCount(nameBytes: name.utf8.count, linkBytes: link.utf8.count, size: size))
+            total += size + (512 - size % 512) % 512
+        }
+        return total
+    }
+
+    private static func contentSize(_ body: TarMember.Body) -> Int64 {
+        switch body {
+        case .directory, .symlink, .hardLink: return 0
+        case .file(_, let size, _): return size
+        case .data(let bytes): return Int64(bytes.count)
+        case .archive(let members): return archiveSize(members)
+        }
+    }
+
+    /// The name and link a member's header carries.
+    private static func headerNames(_ m: TarMember) -> (name: String, link: String) {
+        switch m.body {
+        case .directory: return (m.name + "/", "")
+        case .symlink(let target), .hardLink(let target): return (m.name, target)
+        case .file, .data, .archive: return (m.name, "")
+        }
+    }
+
+    private static func header(_ m: TarMember, size: Int64) -> [UInt8] {
+        let (name, link) = headerNames(m)
+        switch m.body {
+        case .directory: return TarHeader.make(name: name, mode: m.mode, size: 0, type: "5", link: "")
+        case .symlink: return TarHeader.make(name: name, mode: 0o777, size: 0, type: "2", link: link)
+        case .hardLink: return TarHeader.make(name: name, mode: m.mode, size: 0, type: "1", link: link)
+        case .file, .data, .archive: return TarHeader.make(name: name, mode: m.mode, size: size, type: "0", link: "")
+        }
+    }
+
     /// The next chunk (at most `chunkSize` bytes), or nil after the end-of-archive blocks.
     public func nextChunk() throws(ContextError) -> [UInt8]? {
         var chunk = [UInt8](repeating: 0, count: chunkSize)
-        var result: Result<Int, ContextError> = .success(0)
-        chunk.withUnsafeMutableBytes { buf in
-            do throws(ContextError) { result = .success(try read(into: buf)) } catch { result = .failure(error) }
-        }
-        let n = try result.get()
+        let n = try chunk.withUnsafeMutableBytes { readResult($0) }.get()
         if n == 0 { return nil }
         chunk.removeLast(chunkSize - n)
         return chunk
+    }
+
+    /// `nextChunk()` as `Data`, filled in place: what an SSH stdin producer hands on.
+    public func nextData() throws(ContextError) -> Data? {
+        var chunk = Data(count: chunkSize)
+        let n = try chunk.withUnsafeMutableBytes { readResult($0) }.get()
+        if n == 0 { return nil }
+        chunk.count = n
+        return chunk
+    }
+
+    private func readResult(_ buffer: UnsafeMutableRawBufferPointer) -> Result<Int, ContextError> {
+        do throws(ContextError) { return .success(try read(into: buffer)) } catch { return .failure(error) }
     }
 
     /// Fills `buffer` as far as the archive goes; returns the byte count, 0 at the end.
@@ -114,7 +182,7 @@ public final class TarStream {
                 }
                 pendingOffset += n
                 filled += n
-            } else if fd >= 0 {
+            } else if case .file(let fd) = content {
                 if remaining > 0 {
                     let want = Int(min(remaining, Int64(buffer.count - filled)))
                     let n = Glibc.read(fd, buffer.baseAddress!.advanced(by: filled), want)
@@ -125,7 +193,17 @@ public final class TarStream {
                     remaining -= Int64(n)
                     filled += n
                 } else {
-                    try finishFile()
+                    try finishFile(fd)
+                }
+            } else if case .archive(let inner) = content {
+                let want = Int(min(remaining, Int64(buffer.count - filled)))
+                let n = want == 0 ? 0 : try inner.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + want)]))
+                precondition(n > 0 || remaining == 0, "nested tar shorter than archiveSize computed")
+                remaining -= Int64(n)
+                filled += n
+                if remaining == 0 {
+                    content = .none
+                    queue([UInt8](repeating: 0, count: padding))
                 }
             } else if index < members.count {
                 try start(members[index])
@@ -146,8 +224,8 @@ public final class TarStream {
         pendingOffset = 0
     }
 
-    private func finishFile() throws(ContextError) {
-        defer { close(fd); fd = -1 }
+    private func finishFile(_ fd: Int32) throws(ContextError) {
+        defer { close(fd); content = .none }
         try FileChunks.expectEnd(fd, path: current.path)
         if let hasher, let expected = current.digest, "sha256:" + Hashing.hex(hasher.finish()) != expected {
             throw .fileChanged(path: current.path)
@@ -157,24 +235,28 @@ public final class TarStream {
     }
 
     private func start(_ member: TarMember) throws(ContextError) {
-        var header: [UInt8]
+        let size = Self.contentSize(member.body)
+        padding = Int((512 - size % 512) % 512)
+        var header = Self.header(member, size: size)
         switch member.body {
-        case .directory:
-            header = TarHeader.make(name: member.name + "/", mode: member.mode, size: 0, type: "5", link: "")
-        case .symlink(let target):
-            header = TarHeader.make(name: member.name, mode: 0o777, size: 0, type: "2", link: target)
+        case .directory, .symlink, .hardLink: break
+        case .data(let bytes):
+            header += bytes
+            header += [UInt8](repeating: 0, count: padding)
+        case .archive(let members):
+            content = .archive(TarStream(members: members, chunkSize: chunkSize))
+            remaining = size
         case .file(let source, let size, let digest):
-            fd = try FileChunks.open(source)
+            let fd = try FileChunks.open(source)
             var st = stat()
             guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
-                close(fd); fd = -1
+                close(fd)
                 throw .fileChanged(path: source)
             }
+            content = .file(fd)
             remaining = size
-            padding = Int((512 - size % 512) % 512)
             current = (source, digest)
             hasher = digest == nil ? nil : SHA256Stream()
-            header = TarHeader.make(name: member.name, mode: member.mode, size: size, type: "0", link: "")
         }
         queue(header)
     }
@@ -182,54 +264,78 @@ public final class TarStream {
 
 /// ustar headers, with a pax extended header in front when a name, link or size does not fit.
 enum TarHeader {
+    static let largestUstarSize: Int64 = 0o77777777777
+
     static func make(name: String, mode: UInt32, size: Int64, type: Character, link: String) -> [UInt8] {
-        var records: [(String, String)] = []
         let nameBytes = Array(name.utf8), linkBytes = Array(link.utf8)
-        if nameBytes.count > 100 { records.append(("path", name)) }
-        if linkBytes.count > 100 { records.append(("linkpath", link)) }
-        let sizeFits = size <= 0o77777777777
-        if !sizeFits { records.append(("size", String(size))) }
+        let sizeFits = size <= largestUstarSize
+        var data: [UInt8] = []
+        if nameBytes.count > 100 { data += paxRecord("path", name) }
+        if linkBytes.count > 100 { data += paxRecord("linkpath", link) }
+        if !sizeFits { data += paxRecord("size", String(size)) }
         var out: [UInt8] = []
-        if !records.isEmpty {
-            var data: [UInt8] = []
-            for (key, value) in records { data += paxRecord(key, value) }
-            out += block(name: Array("././@PaxHeader".utf8), mode: 0o644, size: Int64(data.count), type: "x", link: [])
+        out.reserveCapacity(data.isEmpty ? 512 : 1024 + data.count + 511)
+        if !data.isEmpty {
+            out += block(name: Array("././@PaxHeader".utf8)[...], mode: 0o644, size: Int64(data.count), type: "x", link: [])
             out += data
             out += [UInt8](repeating: 0, count: (512 - data.count % 512) % 512)
         }
-        out += block(name: Array(nameBytes.prefix(100)), mode: mode, size: sizeFits ? size : 0, type: type,
-                     link: Array(linkBytes.prefix(100)))
+        out += block(name: nameBytes.prefix(100), mode: mode, size: sizeFits ? size : 0, type: type, link: linkBytes.prefix(100))
         return out
+    }
+
+    /// `make(…).count`, without building it.
+    static func byteCount(nameBytes: Int, linkBytes: Int, size: Int64) -> Int {
+        var data = 0
+        if nameBytes > 100 { data += paxLength(key: 4, value: nameBytes) }
+        if linkBytes > 100 { data += paxLength(key: 8, value: linkBytes) }
+        if size > largestUstarSize { data += paxLength(key: 4, value: String(size).utf8.count) }
+        return data == 0 ? 512 : 1024 + data + (512 - data % 512) % 512
     }
 
     /// `"%d key=value\n"` where the length counts itself.
     static func paxRecord(_ key: String, _ value: String) -> [UInt8] {
-        let body = key.utf8.count + value.utf8.count + 3
-        var length = body + String(body).count
-        if String(length).count != String(body).count { length = body + String(length).count }
-        return Array("\(length) \(key)=\(value)\n".utf8)
+        Array("\(paxLength(key: key.utf8.count, value: value.utf8.count)) \(key)=\(value)\n".utf8)
     }
 
-    private static func block(name: [UInt8], mode: UInt32, size: Int64, type: Character, link: [UInt8]) -> [UInt8] {
+    static func paxLength(key: Int, value: Int) -> Int {
+        let body = key + value + 3
+        var length = body + String(body).count
+        if String(length).count != String(body).count { length = body + String(length).count }
+        return length
+    }
+
+    private static func block(name: ArraySlice<UInt8>, mode: UInt32, size: Int64, type: Character, link: ArraySlice<UInt8>) -> [UInt8] {
         var h = [UInt8](repeating: 0, count: 512)
-        func put(_ bytes: [UInt8], at offset: Int) { for (i, b) in bytes.enumerated() { h[offset + i] = b } }
-        func octal(_ value: Int64, width: Int, at offset: Int) {
-            let digits = String(value, radix: 8)
-            put(Array((String(repeating: "0", count: max(0, width - 1 - digits.count)) + digits).utf8), at: offset)
+        h.withUnsafeMutableBufferPointer { p in
+            func put<C: Collection<UInt8>>(_ bytes: C, at offset: Int) {
+                var i = offset
+                for b in bytes { p[i] = b; i += 1 }
+            }
+            /// Zero-padded octal in `width - 1` digits, then NUL.
+            func octal(_ value: Int64, width: Int, at offset: Int) {
+                var v = value
+                for i in stride(from: offset + width - 2, through: offset, by: -1) {
+                    p[i] = UInt8(ascii: "0") + UInt8(v & 7)
+                    v >>= 3
+                }
+            }
+            put(name, at: 0)
+            octal(Int64(mode & 0o7777), width: 8, at: 100)
+            octal(0, width: 8, at: 108)
+            octal(0, width: 8, at: 116)
+            octal(size, width: 12, at: 124)
+            octal(TarStream.modificationTime, width: 12, at: 136)
+            for i in 148..<156 { p[i] = UInt8(ascii: " ") }
+            p[156] = type.asciiValue!
+            put(link, at: 157)
+            put("ustar\u{0}00".utf8, at: 257)
+            var sum: Int64 = 0
+            for b in p { sum += Int64(b) }
+            octal(sum, width: 7, at: 148)
+            p[154] = 0
+            p[155] = UInt8(ascii: " ")
         }
-        put(name, at: 0)
-        octal(Int64(mode & 0o7777), width: 8, at: 100)
-        octal(0, width: 8, at: 108)
-        octal(0, width: 8, at: 116)
-        octal(size, width: 12, at: 124)
-        octal(TarStream.modificationTime, width: 12, at: 136)
-        put(Array(repeating: UInt8(ascii: " "), count: 8), at: 148)
-        h[156] = type.asciiValue!
-        put(link, at: 157)
-        put(Array("ustar\u{0}00".utf8), at: 257)
-        let sum = h.reduce(0) { $0 + Int64($1) }
-        let digits = String(sum, radix: 8)
-        put(Array((String(repeating: "0", count: max(0, 6 - digits.count)) + digits).utf8) + [0, UInt8(ascii: " ")], at: 148)
         return h
     }
 }
