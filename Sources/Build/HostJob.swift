@@ -118,30 +118,29 @@ struct HostJob: Sendable {
         """
     }
 
-    /// Brings the context into the host's cache, sending only blobs it lacks. Returns the tree path and bytes sent.
+    /// Brings the context into the host's cache, sending only blobs it lacks (probe → missing blobs →
+    /// materialise). Returns the tree path and the context bytes sent (0 when the host had it all).
     func uploadContext(_ connection: SSHConnection) async throws -> (String, Int64) {
-        let cache = ContextCache(workDir: host.workDir)
-        let manifest = context.manifest
-        let probe = try await connection.run(cache.probeCommand(manifest), input: .data(Data(cache.probeInput(manifest).utf8)), timeout: 120)
-        guard probe.status.succeeded, let result = ContextCache.parseProbe(probe.stdoutText) else {
-            throw SSHError(host: host.name, kind: .protocolError, message: "context cache probe failed: \(probe.stderrText)")
-        }
-        var sent: Int64 = 0
-        if case .missing(let hexes) = result {
-            if !hexes.isEmpty {
-                let stream = StreamBox(TarStream(blobs: Set(hexes), of: context))
-                let received = try await connection.run(cache.receiveBlobsCommand(), input: .producer({ try stream.next() }), timeout: nil)
-                guard received.status.succeeded else {
-                    throw SSHError(host: host.name, kind: .protocolError, message: "context upload failed: \(received.stderrText)")
+        let plan = ContextUploadPlan(context: context, cache: ContextCache(workDir: host.workDir))
+        // A blob collected by another run between probe and materialise: probe again (bounded).
+        for _ in 0..<3 {
+            let probe = try await connection.run(plan.probe.command, input: .producer(plan.probe.input()), timeout: 120)
+            guard probe.status.succeeded, let steps = plan.steps(afterProbe: probe.stdoutText) else {
+                throw SSHError(host: host.name, kind: .protocolError, message: "context cache probe failed: \(probe.stderrText)")
+            }
+            var sent: Int64 = 0
+            var retry = false
+            for step in steps {
+                let out = try await connection.run(step.command, input: .producer(step.input()), timeout: nil)
+                if case .sendBlobs = step.kind { sent += step.inputBytes }
+                if out.status.exitStatus == ContextCache.missingBlobStatus, case .materialise = step.kind { retry = true; break }
+                guard out.status.succeeded else {
+                    throw SSHError(host: host.name, kind: .protocolError, message: "context upload failed: \(out.stderrText)")
                 }
-                sent = stream.produced
             }
-            let made = try await connection.run(ContextCache.materialiseCommand, input: .data(Data(cache.materialiseScript(manifest).utf8)), timeout: 600)
-            guard made.status.succeeded else {
-                throw SSHError(host: host.name, kind: .protocolError, message: "context materialise failed: \(made.stderrText)")
-            }
+            if !retry { return (plan.treePath, sent) }
         }
-        return (cache.treePath(manifest), sent)
+        throw SSHError(host: host.name, kind: .protocolError, message: "context cache kept losing blobs during upload")
     }
 
     /// Downloads the run folder's OCI layout into a local folder.
@@ -161,12 +160,4 @@ struct HostJob: Sendable {
             throw SSHError(host: host.name, kind: .protocolError, message: "downloading the OCI layout failed")
         }
     }
-}
-
-/// A TarStream used from the session thread only, one pull at a time.
-final class StreamBox: @unchecked Sendable {
-    private let stream: TarStream
-    init(_ s: TarStream) { stream = s }
-    func next() throws -> Data? { try stream.nextChunk().map { Data($0) } }
-    var produced: Int64 { stream.bytesProduced }
 }
