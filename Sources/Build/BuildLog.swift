@@ -23,11 +23,13 @@ public final class BuildLog: @unchecked Sendable {
     private var live: [(platform: String, host: String, line: String, started: Date)] = []
     private var drawnLines = 0
     private var ticker: DispatchSourceTimer?
+    private let prefix: String
 
     /// A log writing per-platform files under `directory`.
-    public init(style: Style, directory: String) {
+    public init(style: Style, directory: String, prefix: String? = nil) {
         self.style = style
         self.directory = directory
+        self.prefix = prefix.map { $0 + " " } ?? ""
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         if style == .tty {
             let t = DispatchSource.makeTimerSource(queue: .global())
@@ -58,7 +60,7 @@ public final class BuildLog: @unchecked Sendable {
         var text = up > 0 ? "\u{1B}[\(up)A" : ""
         for r in rows {
             let elapsed = String(format: "%5.1fs", Date().timeIntervalSince(r.started))
-            text += "\u{1B}[2K[\(r.platform) \(r.host)] \(elapsed)  \(r.line.prefix(100))\n"
+            text += "\u{1B}[2K[\(prefix)\(r.platform) \(r.host)] \(elapsed)  \(r.line.prefix(100))\n"
         }
         FileHandle.standardError.write(Data(text.utf8))
     }
@@ -74,7 +76,7 @@ public final class BuildLog: @unchecked Sendable {
     /// A coordinator message not tied to a platform.
     public func info(_ message: String) {
         switch style {
-        case .plain, .tty: Console.shared.err("[coordinator] " + message)
+        case .plain, .tty: Console.shared.err("[\(prefix.isEmpty ? "coordinator" : String(prefix.dropLast()))] " + message)
         case .json: event(["type": "info", "message": message])
         }
     }
@@ -123,7 +125,7 @@ public final class BuildLog: @unchecked Sendable {
     }
 
     private func emit(platform: String, host: String?, stream: String, line: String) {
-        let prefix = "[\(platform)\(host.map { " " + $0 } ?? "")]"
+        let prefix = "[\(self.prefix)\(platform)\(host.map { " " + $0 } ?? "")]"
         lock.lock()
         var t = tails[platform] ?? []
         t.append(line)

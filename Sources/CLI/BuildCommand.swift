@@ -26,9 +26,13 @@ enum BuildCommand {
         OptionSpec(["--timeout"], value: "SECONDS", help: "Time limit per platform build."),
         OptionSpec(["--context-limit"], value: "SIZE", help: "Refuse a context larger than SIZE (bytes, or with K/M/G suffix)."),
         OptionSpec(["--dry-run"], help: "Print the plan and the remote commands; build and push nothing."),
+        OptionSpec(["--plan"], value: "PLAN.json", help: "Build every image of a nightly plan as one queue over the fleet (instead of CONTEXT)."),
+        OptionSpec(["--fail-fast"], help: "With --plan: stop the remaining images after the first failure."),
+        OptionSpec(["--metrics-file"], value: "FILE", help: "Write Prometheus textfile metrics (atomically)."),
+        OptionSpec(["--keep-runs"], value: "N", help: "Run records kept under the state dir (default 50)."),
     ]
 
-    static let arguments = [ArgumentSpec("CONTEXT", help: "Build context folder.")]
+    static let arguments = [ArgumentSpec("CONTEXT", help: "Build context folder (omit with --plan).", optional: true)]
 
     static var build: CommandSpec {
         CommandSpec(name: "build", summary: "Build every platform natively on the fleet, in parallel, and publish one index.",
@@ -113,17 +117,33 @@ enum BuildCommand {
 
     static func run(_ args: ParsedArguments, dryRun: Bool) async throws -> ExitCode {
         let fleet = try Fleet.load(path: try args.require("--hosts"))
-        let request = try request(args, fleet: fleet)
-        let usesContainersIgnore = fleet.hosts.contains { $0.engine != .docker }
-        let context = try PreparedContext.prepare(ContextOptions(context: request.context, dockerfile: request.dockerfile,
-                                                                 containerEngine: usesContainersIgnore, sizeLimit: request.contextSizeLimit))
-        let registryHost = request.tags.first?.registry
+        // One image from the flags, or every image of a --plan: validated before anything is contacted.
+        let images: [BuildPlan.Image]
+        let planFile = args.value("--plan")
+        if let planFile {
+            guard args.positionals.isEmpty else { throw usage("give either CONTEXT or --plan, not both", args) }
+            for flag in ["--tag", "--file", "--build-arg", "--target", "--label", "--platform", "--output"] where args.values[flag] != nil {
+                throw usage("\(flag) is set per image in the plan, not on the command line with --plan", args)
+            }
+            images = try BuildPlan.load(path: planFile, fleet: fleet).images
+        } else {
+            guard args.positionals.count == 1 else { throw usage("missing argument CONTEXT (or --plan FILE)", args) }
+            let request = try request(args, fleet: fleet)
+            images = [BuildPlan.Image(name: request.tags.first.map { $0.repository } ?? (request.context as NSString).lastPathComponent,
+                                      request: request)]
+        }
         let insecure = Set(fleet.registries.filter { $0.value.insecure }.map(\.key))
-        let plainHTTP = registryHost.map { insecure.contains($0) || Reference.isLoopback(registry: $0) } ?? false
-        let runID = Self.runID()
-        let style = BuildLog.style(for: args.value("--progress"))
+        let settings = Registry.RegistrySettings(insecureRegistries: insecure)
         if dryRun {
-            Console.shared.out(PlanRenderer.render(fleet: fleet, request: request, context: context, runID: runID, insecure: plainHTTP))
+            for image in images {
+                let request = image.request
+                let context = try PreparedContext.prepare(ContextOptions(context: request.context, dockerfile: request.dockerfile,
+                                                                         containerEngine: fleet.hosts.contains { $0.engine != .docker },
+                                                                         sizeLimit: request.contextSizeLimit))
+                if images.count > 1 { Console.shared.out("== image \(image.name)") }
+                Console.shared.out(PlanRenderer.render(fleet: fleet, request: request, context: context, runID: "RUNID",
+                                                       insecure: request.tags.first.map { settings.usesPlainHTTP($0.registry) } ?? false))
+            }
             return .success
         }
         var waitLock: Double = 0
@@ -131,110 +151,86 @@ enum BuildCommand {
             guard let v = Double(w), v >= 0 else { throw usage("--wait-lock expects seconds, got '\(w)'", args) }
             waitLock = v
         }
-        let lock = try args.value("--lock").map { try RunLock.acquire(path: $0, wait: waitLock) }
+        // Nightly plans always lock (default path); a single build locks when --lock is given.
+        let lockPath = args.value("--lock") ?? (planFile != nil ? RunLock.defaultPath() : nil)
+        let lock = try lockPath.map { try RunLock.acquire(path: $0, wait: waitLock) }
         defer { lock?.release() }
-        let logDir = Self.stateDirectory() + "/runs/" + runID + "/logs"
-        let log = BuildLog(style: style, directory: logDir)
-        defer { log.close() }
-        let settings = Registry.RegistrySettings(insecureRegistries: insecure)
-        let client = RegistryClient(settings)
-        let authJSON = registryHost.flatMap { try? authFile(registry: $0, credentials: settings.credentials) }
-        var layoutStaging: String?
-        if case .ociLayout = request.output { layoutStaging = logDir + "/../layouts" }
-        let publisher = Publisher(client: client)
-        let repo = request.stagingRepository
-        let scheduler = Scheduler(fleet: fleet, request: request, context: context, runID: runID, log: log, authJSON: authJSON,
-                                  insecureRegistry: plainHTTP, layoutStaging: layoutStaging, verify: { platform, digest, layout in
-                                      if let layout { return OCILayoutWriter.verify(platform, layout: layout) }
-                                      guard let repo else { return .rejected("no repository") }
-                                      return await publisher.verify(platform, digest: digest, in: repo)
-                                  })
-        log.info("run \(runID): building \(request.platforms.map(\.description).joined(separator: ", ")) from \(request.context) (context \(context.manifest.digestHex.prefix(12)), \(context.manifest.entries.count) entries)")
+        let keepRuns = try args.integer("--keep-runs") ?? 50
+        let records = RunRecords(stateDir: Self.recordsDirectory())
+        let folder = try records.create()
+        defer { folder.finish() }
+        if let planFile, let data = FileManager.default.contents(atPath: planFile) { try? folder.writePlan(data) }
+        let started = Date()
+        var style = BuildLog.style(for: args.value("--progress"))
+        if images.count > 1, style == .tty { style = .plain }
+        let run = RunContext(fleet: fleet, pool: HostPool(fleet.hosts), runID: folder.id, style: style, registry: settings)
+        let failFast = args.flag("--fail-fast")
         let signals = SignalTrap()
-        let work = Task { await scheduler.run() }
-        signals.onSignal = { work.cancel() }
-        let results = await work.value
-        signals.disarm()
-        if let sig = signals.received {
-            log.info("interrupted by \(sig == SIGINT ? "SIGINT" : "SIGTERM"): remote builds killed, run folders removed, nothing pushed")
-            let code: ExitCode = sig == SIGINT ? .interrupted : .terminated
-            try writeReport(args, BuildReport(indexDigest: nil, tags: [], section: section(results, runID, logDir, request, [], code, "interrupted")))
-            return code
-        }
-        return try await finish(args, request: request, results: results, runID: runID, logDir: logDir, publisher: publisher, log: log,
-                                layoutStaging: layoutStaging)
-    }
-
-    static func finish(_ args: ParsedArguments, request: BuildRequest, results: [PlatformResult], runID: String, logDir: String,
-                       publisher: Publisher, log: BuildLog, layoutStaging: String?) async throws -> ExitCode {
-        let built = results.filter { $0.status == .built }
-        let missing = results.filter { $0.status != .built }.map(\.platform)
-        var code: ExitCode = .success
-        var error: String?
-        if !missing.isEmpty {
-            code = results.contains { $0.status == .buildFailed } ? .buildFailed : .infrastructure
-            let reasons = results.filter { $0.status != .built }.map { "\($0.platform): \($0.reason ?? $0.status.rawValue)" }
-            error = reasons.joined(separator: "\n")
-            for r in results where r.status == .buildFailed {
-                log.info("\(r.platform) failed; last lines of its log (\(r.log ?? "")):")
-                for line in log.tail(r.platform, lines: 15) { log.info("  " + line) }
-            }
-        }
-        var indexDigest: String?
-        var tags: [String] = []
-        let shouldPublish = missing.isEmpty || (request.allowPartial && !built.isEmpty)
-        if shouldPublish {
-            var annotations = Publisher.standardAnnotations(context: request.context)
-            if !missing.isEmpty { annotations["dev.coordinator.missing-platforms"] = missing.joined(separator: ",") }
-            for a in request.annotations { annotations[a.key] = a.value }
-            do {
-                switch request.output {
-                case .registry:
-                    let outcome = try await publisher.publish(children: built.compactMap { $0.digest.flatMap { try? Digest(parsing: $0) } },
-                                                              repository: request.stagingRepository!, tags: request.tags, annotations: annotations)
-                    indexDigest = outcome.digest.description
-                    tags = (outcome.tags + outcome.unchanged).map(\.description)
-                case .ociLayout(let dir):
-                    let layouts = built.compactMap { r -> (Platform, String)? in
-                        guard let p = try? Platform(parsing: r.platform), let staging = layoutStaging else { return nil }
-                        return (p, staging + "/" + r.platform.replacingOccurrences(of: "/", with: "-"))
+        let work = Task { () -> [ImageOutcome] in
+            await withTaskGroup(of: (Int, ImageOutcome).self) { group in
+                for (i, image) in images.enumerated() {
+                    let logs = (try? folder.logURL(image: image.name, platform: "x").deletingLastPathComponent().path) ?? folder.logsURL.path
+                    group.addTask {
+                        let runID = images.count > 1 ? "\(run.runID)-\(i)" : run.runID
+                        var perImage = run
+                        perImage.runID = runID
+                        return (i, await ImagePipeline.run(name: image.name, request: image.request, in: perImage, logDirectory: logs,
+                                                           logPrefix: images.count > 1 ? image.name : nil))
                     }
-                    let ref = request.tags.first?.tag ?? "latest"
-                    indexDigest = try OCILayoutWriter.write(layouts: layouts, to: dir, refName: ref, annotations: annotations).description
-                    tags = [dir + ":" + ref]
                 }
-                if !missing.isEmpty { code = .partial }
-            } catch let failure {
-                code = .infrastructure
-                error = "publishing failed: \(failure)"
+                var outcomes = [ImageOutcome?](repeating: nil, count: images.count)
+                for await (i, outcome) in group {
+                    outcomes[i] = outcome
+                    if failFast, outcome.exitCode != .success { group.cancelAll() }
+                }
+                return outcomes.compactMap { $0 }
             }
-        } else if !missing.isEmpty {
-            log.info("not publishing: \(missing.joined(separator: ", ")) missing; no tag moved (use --allow-partial to publish the rest)")
         }
-        let report = BuildReport(indexDigest: indexDigest, tags: tags, section: section(results, runID, logDir, request, tags, code, error))
-        try writeReport(args, report)
-        Console.shared.out(report.summary())
-        if args.value("--progress") == "json" { Console.shared.out(try JSONOutput.string(report, compact: true)) }
+        signals.onSignal = { work.cancel() }
+        let outcomes = await work.value
+        signals.disarm()
+        var code = ImagePipeline.worst(outcomes.map(\.exitCode))
+        if let sig = signals.received { code = sig == SIGINT ? .interrupted : .terminated }
+        // Reports: one per image (buildx keys), and for a plan one document holding them all.
+        let reports = outcomes.map { report($0, runID: folder.id) }
+        let document: Data
+        if planFile == nil, let only = reports.first {
+            document = try JSONOutput.encode(only)
+        } else {
+            document = try JSONOutput.encode(PlanReport(runID: folder.id, exitCode: code.rawValue,
+                                                        images: zip(outcomes, reports).map { PlanReport.Entry(name: $0.name, report: $1) }))
+        }
+        try? folder.writeReport(document)
+        if let file = args.value("--metadata-file") { try AtomicFile.write(document, to: file) }
+        if let file = args.value("--metrics-file") {
+            let builds = outcomes.flatMap { o in
+                o.results.map { BuildMetric(image: o.name, platform: $0.platform, durationSeconds: $0.durationSeconds,
+                                            succeeded: $0.status == .built && o.indexDigest != nil, attempts: $0.attempts, finishedAt: Date()) }
+            }
+            try MetricsFile.write(RunMetrics(runStart: started, duration: Date().timeIntervalSince(started), exitCode: code, builds: builds), to: file)
+        }
+        _ = try? records.prune(keep: keepRuns)
+        for r in reports {
+            if images.count > 1 { Console.shared.out("== \(r.imageName.isEmpty ? "(not published)" : r.imageName)") }
+            Console.shared.out(r.summary())
+        }
+        if images.count > 1 { Console.shared.out("run \(folder.id): exit \(code.rawValue) (\(outcomes.filter { $0.exitCode == .success }.count)/\(outcomes.count) images published completely)") }
+        if args.value("--progress") == "json", let object = try? JSONSerialization.jsonObject(with: document),
+           let compact = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
+            Console.shared.out(String(decoding: compact, as: UTF8.self))
+        }
         return code
     }
 
-    static func section(_ results: [PlatformResult], _ runID: String, _ logDir: String, _ request: BuildRequest, _ tags: [String],
-                        _ code: ExitCode, _ error: String?) -> BuildReport.Section {
+    static func report(_ o: ImageOutcome, runID: String) -> BuildReport {
         let output: String
-        switch request.output {
+        switch o.request.output {
         case .registry: output = "registry"
         case .ociLayout(let d): output = "oci:" + d
         }
-        return BuildReport.Section(platforms: results, missingPlatforms: results.filter { $0.status != .built }.map(\.platform), tags: tags,
-                                   exitCode: code.rawValue, runID: runID, logDirectory: logDir, output: output, error: error)
-    }
-
-    static func writeReport(_ args: ParsedArguments, _ report: BuildReport) throws {
-        guard let file = args.value("--metadata-file") else { return }
-        let data = try JSONOutput.encode(report)
-        let tmp = file + ".tmp-\(getpid())"
-        try data.write(to: URL(fileURLWithPath: tmp))
-        guard rename(tmp, file) == 0 else { throw UsageError("cannot write metadata file \(file)", command: args.commandPath) }
+        return BuildReport(indexDigest: o.indexDigest, tags: o.tags, section: BuildReport.Section(
+            platforms: o.results, missingPlatforms: o.results.filter { $0.status != .built }.map(\.platform), tags: o.tags,
+            exitCode: o.exitCode.rawValue, runID: runID, logDirectory: o.logDirectory, output: output, error: o.error))
     }
 
     /// A docker-style auth file for `credentials: forward` hosts, or nil for anonymous.
@@ -251,12 +247,11 @@ enum BuildCommand {
         return f.string(from: Date()) + "-" + String(UUID().uuidString.lowercased().prefix(6))
     }
 
-    /// Where run folders live: $XDG_STATE_HOME/coordinator, /var/lib/coordinator as root, else ~/.local/state/coordinator.
-    static func stateDirectory() -> String {
-        let env = ProcessInfo.processInfo.environment
-        if let s = env["COORDINATOR_STATE_DIR"] { return s }
-        if let x = env["XDG_STATE_HOME"] { return x + "/coordinator" }
-        return getuid() == 0 ? "/var/lib/coordinator" : "~/.local/state/coordinator".expandingTilde
+    /// Where run records live: `$COORDINATOR_STATE_DIR/runs`, else RunRecords' default
+    /// (`$XDG_STATE_HOME/coordinator/runs`, `/var/lib/coordinator/runs` as root, `~/.local/state/coordinator/runs`).
+    static func recordsDirectory() -> URL {
+        if let s = ProcessInfo.processInfo.environment["COORDINATOR_STATE_DIR"] { return URL(fileURLWithPath: s).appendingPathComponent("runs") }
+        return RunRecords.defaultStateDir()
     }
 }
 
@@ -303,4 +298,16 @@ final class SignalTrap: @unchecked Sendable {
         signal(SIGINT, SIG_DFL)
         signal(SIGTERM, SIG_DFL)
     }
+}
+
+/// The report of a `--plan` run: every image's buildx-style report, and the run's exit code.
+struct PlanReport: Encodable {
+    struct Entry: Encodable {
+        var name: String
+        var report: BuildReport
+    }
+
+    var runID: String
+    var exitCode: Int32
+    var images: [Entry]
 }
