@@ -8,7 +8,7 @@ public enum CoordinatorCLI {
 
     /// Every top-level command, in help order.
     static var commands: [CommandSpec] {
-        [BuildCommand.build, BuildCommand.plan, HostsCommand.spec, MergeCommand.spec, InspectCommand.spec]
+        [BuildCommand.build, BuildCommand.plan, HostsCommand.spec, MergeCommand.spec, InspectCommand.spec, RunsCommand.spec]
     }
 
     /// The root of the command tree.
