@@ -82,6 +82,30 @@ let sharedRegistry: Result<(RegistryServer, String), Error> = Result {
         return (try JSONSerialization.jsonObject(with: Data(cfg.utf8)) as! [String: Any])["architecture"] as! String
     }
 
+    /// Starts the coordinator without waiting for it (for signal and kill tests).
+    func startInBackground(_ args: [String]) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try coordinatorBinary())
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        env["COORDINATOR_STATE_DIR"] = fleet.dir + "/state"
+        env["DOCKER_CONFIG"] = fleet.dir + "/docker-config"
+        p.environment = env
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
+    /// Waits (≤ 30 s) until a process whose command line is `pattern` runs on this machine (the fleet's hosts).
+    func waitForRemote(_ pattern: String) async throws -> Bool {
+        for _ in 0..<300 {
+            if try runLocal(["pgrep", "-f", pattern]).status == 0 { return true }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        return false
+    }
+
     func section(_ report: [String: Any]) -> [String: Any] { report["coordinator"] as? [String: Any] ?? [:] }
     func platformResults(_ report: [String: Any]) -> [[String: Any]] { section(report)["platforms"] as? [[String: Any]] ?? [] }
 
@@ -211,22 +235,8 @@ let sharedRegistry: Result<(RegistryServer, String), Error> = Result {
         try #"{"auths":{"\#(registry)":{"auth":"\#(Data("user:pass".utf8).base64EncodedString())"}}}"#
             .write(toFile: fleet.dir + "/docker-config/config.json", atomically: true, encoding: .utf8)
         let ctx = try context("FROM BASE\nRUN sleep 37\n")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try coordinatorBinary())
-        p.arguments = ["build", "--hosts", fleet.inventoryPath, "-t", "\(repo):1.0", "--progress", "plain", ctx]
-        var env = ProcessInfo.processInfo.environment
-        env["COORDINATOR_STATE_DIR"] = fleet.dir + "/state"
-        env["DOCKER_CONFIG"] = fleet.dir + "/docker-config"
-        p.environment = env
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        var started = false
-        for _ in 0..<300 {
-            if try runLocal(["pgrep", "-f", "sleep 37"]).status == 0 { started = true; break }
-            try await Task.sleep(nanoseconds: 100_000_000)
-        }
-        #expect(started)
+        let p = try startInBackground(["build", "--hosts", fleet.inventoryPath, "-t", "\(repo):1.0", "--progress", "plain", ctx])
+        #expect(try await waitForRemote("sleep 37"))
         let authFiles = remoteLeftovers().filter { FileManager.default.fileExists(atPath: $0 + "/auth.json") }
         #expect(!authFiles.isEmpty, "no auth file was forwarded")
         p.terminate()
@@ -244,21 +254,8 @@ let sharedRegistry: Result<(RegistryServer, String), Error> = Result {
     @Test func killedCoordinatorLeavesNoBuildAndTheNextRunTakesTheLockAndSweepsItsFolder() async throws {
         let ctx = try context("FROM BASE\nRUN sleep 41\n")
         let lock = fleet.dir + "/nightly.lock"
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try coordinatorBinary())
-        p.arguments = ["build", "--hosts", fleet.inventoryPath, "-t", "\(repo):1.0", "--lock", lock, "--progress", "plain", ctx]
-        var env = ProcessInfo.processInfo.environment
-        env["COORDINATOR_STATE_DIR"] = fleet.dir + "/state"
-        p.environment = env
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        var started = false
-        for _ in 0..<300 {
-            if try runLocal(["pgrep", "-f", "sleep 41"]).status == 0 { started = true; break }
-            try await Task.sleep(nanoseconds: 100_000_000)
-        }
-        #expect(started)
+        let p = try startInBackground(["build", "--hosts", fleet.inventoryPath, "-t", "\(repo):1.0", "--lock", lock, "--progress", "plain", ctx])
+        #expect(try await waitForRemote("sleep 41"))
         // While it runs, a second run exits 5 at once, naming the holder.
         let second = try coordinator(["build", "--hosts", fleet.inventoryPath, "-t", "\(repo):1.0", "--lock", lock, ctx])
         #expect(second.status == 5)
