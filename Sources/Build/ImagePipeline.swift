@@ -89,7 +89,9 @@ public enum ImagePipeline {
             outcome.error = "interrupted: remote builds killed, run folders removed, nothing pushed"
             return outcome
         }
-        await publish(&outcome, context: context, publisher: publisher, log: log, layoutStaging: layoutStaging)
+        // A fresh client re-resolves credentials: a long night outlives bearer tokens (minutes) and ECR tokens (12 h).
+        await publish(&outcome, context: context, publisher: Publisher(client: RegistryClient(run.registry)), log: log,
+                      layoutStaging: layoutStaging)
         return outcome
     }
 
