@@ -71,9 +71,13 @@ extension SSHConnection {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = ["-c", "set -o pipefail; " + localCommand]
-        let out = Pipe(), err = Pipe()
+        let out = Pipe()
+        // stderr goes to a file, not a pipe nobody drains while the upload runs (a chatty tar would block).
+        let errPath = NSTemporaryDirectory() + "/coordinator-pack-\(UUID().uuidString).err"
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: errPath) }
         process.standardOutput = out
-        process.standardError = err
+        process.standardError = FileHandle(forWritingAtPath: errPath)
         process.standardInput = FileHandle.nullDevice
         try process.run()
         let sentBox = SentCounter()
@@ -89,7 +93,7 @@ extension SSHConnection {
             throw error
         }
         process.waitUntilExit()
-        let localErr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let localErr = String(decoding: FileManager.default.contents(atPath: errPath) ?? Data(), as: UTF8.self)
         guard process.terminationStatus == 0 else {
             throw fail(.local, "local packing failed (\(localCommand)): \(localErr.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
