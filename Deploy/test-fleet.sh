@@ -9,6 +9,11 @@
 #   restart DIR hN              stop the host and start it again (same keys, same address)
 #   status DIR                  one line per host: name address:port arch state pid process-count
 #
+# With --engine docker every host also gets its own Docker daemon (Debian's docker.io, DESIGN.md §8): vfs storage,
+# no iptables, no bridge, data in hN/docker/, exec-root and socket in hN/dx/ (or, when that path would be too
+# long for a unix socket, in /run/coordinator-fleet/HASH/), and DOCKER_HOST in that host's SetEnv. stop, kill
+# and restart stop it by the pid in its pidfile as well; restart starts it again.
+#
 # Exit status: 0 done, 1 failed, 2 usage, 3 an address:port of the fleet is already taken (pick another base).
 #
 # A host's processes are its listener (the pid in its PidFile, if that process is still the sshd of its
@@ -18,7 +23,11 @@
 set -euo pipefail
 
 SSHD=${SSHD:-/usr/sbin/sshd}
+DOCKERD=${DOCKERD:-dockerd}
 readonly MARKER=COORDINATOR_FLEET_HOSTDIR
+# What dockerd's containerd appends to a host's DOCKER_RUN for its longest socket path
+# ("/exec/containerd/containerd-debug.sock", 38 bytes, and some slack); unix socket paths are limited to 107 bytes.
+readonly EXEC_ROOT_TAIL=40
 
 usage() {
     sed -n '5,10s/^# \{0,1\}//p' "$0" >&2
@@ -106,14 +115,123 @@ wait_gone() { # SECONDS HOSTDIR...
     done
 }
 
-# Stops hosts for good: thaw (a stopped process ignores TERM), TERM, then KILL what is left.
+# Stops hosts for good: thaw (a stopped process ignores TERM), their Docker daemons (by pid, so that each
+# shuts its containerd down), TERM, then KILL what is left.
 stop_hosts() { # HOSTDIR...
     [ "$#" -gt 0 ] || return 0
     signal_hosts CONT "$@"
+    stop_dockerds "$@"
     signal_hosts TERM "$@"
-    wait_gone 2 "$@" && return 0
+    wait_gone 2 "$@" && { unmount_dockers "$@"; return 0; }
     signal_hosts KILL "$@"
     wait_gone 5 "$@" || fail 1 "processes of the fleet survived SIGKILL: $(host_pids "$@" | tr '\n' ' ')"
+    unmount_dockers "$@"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Docker daemons (--engine docker)
+
+# Sets DOCKER_DATA DOCKER_RUN DOCKER_SOCK DOCKER_PIDFILE for HOSTDIR, or returns 1 if it has no daemon.
+docker_paths() { # HOSTDIR
+    DOCKER_RUN=''
+    [ -f "$1/docker.env" ] || return 1
+    # shellcheck source=/dev/null
+    . "$1/docker.env"
+    [ -n "$DOCKER_RUN" ]
+}
+
+# The pid of HOSTDIR's dockerd, if it runs (its command line names its pidfile).
+dockerd_pid() { # HOSTDIR
+    local pid words=()
+    docker_paths "$1" || return 0
+    read -r pid 2>/dev/null <"$DOCKER_PIDFILE" || return 0
+    [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 0
+    mapfile -d '' words 2>/dev/null <"/proc/$pid/cmdline" || return 0
+    if [[ " ${words[*]} " == *" --pidfile $DOCKER_PIDFILE "* ]]; then echo "$pid"; fi
+}
+
+# Writes HOSTDIR/docker.env: where the host's daemon keeps its data, its exec-root and its socket.
+setup_docker() { # HOSTDIR
+    local h=$1 run=$1/dx
+    if [ "$((${#run} + EXEC_ROOT_TAIL))" -gt 107 ]; then
+        run=/run/coordinator-fleet/$(printf '%s' "$h" | sha256sum | cut -c1-16)
+    fi
+    mkdir -p "$h/docker/data" "$run/exec"
+    write_file "$h/docker.env" <<EOF
+DOCKER_DATA='$h/docker/data'
+DOCKER_RUN='$run'
+DOCKER_SOCK='$run/docker.sock'
+DOCKER_PIDFILE='$h/docker/dockerd.pid'
+EOF
+}
+
+# Starts HOSTDIR's dockerd in a session of its own, marked as a process of the host (so that kill, freeze and
+# status see it and its containerd), and appends its pid to `daemons`. Its log goes to HOSTDIR/dockerd.log.
+launch_dockerd() { # HOSTDIR
+    docker_paths "$1" || return 0
+    [ -z "$(dockerd_pid "$1")" ] || fail 1 "dockerd of $1 is already running"
+    # Pid files left by a daemon that was killed: its pid may still exist for a moment as an unreaped zombie,
+    # which dockerd would take for a running daemon.
+    rm -f "$DOCKER_SOCK" "$DOCKER_PIDFILE" "$DOCKER_RUN/exec/containerd/containerd.pid"
+    env "$MARKER=$1" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        setsid "$DOCKERD" --storage-driver vfs --iptables=false --ip6tables=false --bridge=none \
+        --data-root "$DOCKER_DATA" --exec-root "$DOCKER_RUN/exec" -H "unix://$DOCKER_SOCK" \
+        --pidfile "$DOCKER_PIDFILE" </dev/null >/dev/null 2>>"$1/dockerd.log" &
+    daemons+=("$!")
+}
+
+# Waits until the dockerd launched as PID answers /_ping on its socket.
+wait_dockerd() { # HOSTDIR PID DEADLINE
+    docker_paths "$1" || return 0
+    until curl -sf --max-time 2 --unix-socket "$DOCKER_SOCK" http://docker/_ping >/dev/null 2>&1; do
+        alive "$2" || fail 1 "dockerd of $1 exited: $(tail -n 5 "$1/dockerd.log" 2>/dev/null)"
+        [ "$SECONDS" -lt "$3" ] || fail 1 "dockerd of $1 did not answer on $DOCKER_SOCK"
+        sleep 0.1
+    done
+}
+
+# Stops the Docker daemons of the host folders by their pids: TERM, up to 15 s to shut down, then KILL.
+stop_dockerds() { # HOSTDIR...
+    local h pid pids=() deadline=$((SECONDS + 15))
+    for h in "$@"; do
+        pid=$(dockerd_pid "$h")
+        [ -z "$pid" ] || pids+=("$pid")
+    done
+    [ "${#pids[@]}" -gt 0 ] || return 0
+    kill -CONT "${pids[@]}" 2>/dev/null || true
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for pid in "${pids[@]}"; do
+        while alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+        ! alive "$pid" || kill -KILL "$pid" 2>/dev/null || true
+    done
+}
+
+# kill -9 the Docker daemons of the host folders by their pids (the rest goes with the host's processes).
+kill_dockerds() { # HOSTDIR...
+    local h pid
+    for h in "$@"; do
+        pid=$(dockerd_pid "$h")
+        [ -z "$pid" ] || kill -KILL "$pid" 2>/dev/null || true
+    done
+}
+
+# Unmounts what a killed dockerd left mounted under its host's folders (it bind-mounts its data-root onto itself
+# and unmounts that only when it shuts down cleanly), deepest first.
+unmount_dockers() { # HOSTDIR...
+    local h m
+    for h in "$@"; do
+        docker_paths "$h" || continue
+        awk -v a="$h/" -v b="$DOCKER_RUN/" 'index($5 "/", a) == 1 || index($5 "/", b) == 1 { print $5 }' \
+            /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    done
+}
+
+# Removes the short exec-roots outside the fleet folder (/run/coordinator-fleet/HASH).
+remove_docker_runs() { # HOSTDIR...
+    local h
+    for h in "$@"; do
+        if docker_paths "$h" && [[ $DOCKER_RUN == /run/coordinator-fleet/* ]]; then rm -rf "$DOCKER_RUN"; fi
+    done
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -172,11 +290,17 @@ write_file() { # FILE
     printf '%s' "$content" >"$1"
 }
 
-# Everything host NAME needs, written into HOSTDIR: keys, config, PATH shim, storage, home, workDir.
-setup_host() { # FLEETDIR NAME ADDRESS PORT ARCH
-    local fleet=$1 name=$2 address=$3 port=$4 arch=$5
-    local h=$fleet/hosts/$name type platform
+# Everything host NAME needs, written into HOSTDIR: keys, config, PATH shim, storage, home, workDir, and for
+# ENGINE docker the daemon's folders.
+setup_host() { # FLEETDIR NAME ADDRESS PORT ARCH ENGINE
+    local fleet=$1 name=$2 address=$3 port=$4 arch=$5 engine=$6
+    local h=$fleet/hosts/$name type platform docker_env=''
     platform=$(platform_of "$arch")
+    if [ "$engine" = docker ]; then
+        setup_docker "$h"
+        docker_paths "$h"
+        docker_env=" DOCKER_HOST=unix://$DOCKER_SOCK"
+    fi
     mkdir -p "$h/bin" "$h/home" "$h/work" "$h/tmp" "$h/storage/graph" "$h/storage/run" "$h/storage/libpod"
     for type in ed25519 ecdsa; do
         [ -f "$h/ssh_host_${type}_key" ] ||
@@ -227,7 +351,7 @@ UseDNS no
 MaxStartups 64
 MaxSessions 64
 Subsystem sftp internal-sftp
-SetEnv PATH=$h/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=$h/home TMPDIR=$h/tmp CONTAINERS_STORAGE_CONF=$h/storage.conf CONTAINERS_CONF=$h/containers.conf BUILDAH_ISOLATION=chroot COORDINATOR_FLEET_HOST=$name $MARKER=$h
+SetEnv PATH=$h/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=$h/home TMPDIR=$h/tmp CONTAINERS_STORAGE_CONF=$h/storage.conf CONTAINERS_CONF=$h/containers.conf BUILDAH_ISOLATION=chroot COORDINATOR_FLEET_HOST=$name $MARKER=$h$docker_env
 EOF
 
     write_file "$h/host.env" <<EOF
@@ -339,6 +463,10 @@ cmd_start() {
     [ "${#arch_list[@]}" -gt 0 ] || fail 2 "--arch needs at least one arch"
     for a in "${!arch_list[@]}"; do arch_list[a]=$(normalise_arch "${arch_list[a]}"); done
     [ -x "$SSHD" ] || fail 1 "$SSHD is missing (apt-get install openssh-server)"
+    if [ "$engine" = docker ]; then
+        command -v "$DOCKERD" >/dev/null || fail 1 "$DOCKERD is missing (apt-get install docker.io)"
+        command -v curl >/dev/null || fail 1 "curl is missing (apt-get install curl)"
+    fi
     command -v ssh-keygen >/dev/null || fail 1 "ssh-keygen is missing (apt-get install openssh-client)"
 
     local fleet
@@ -347,6 +475,7 @@ cmd_start() {
     local old
     mapfile -t old < <(host_dirs "$fleet")
     stop_hosts "${old[@]}"
+    remove_docker_runs "${old[@]}"
     rm -rf "$fleet/hosts" "$fleet/inventory.json" "$fleet/fleet.env" "$fleet/known_hosts"
     mkdir -p "$fleet/client" "$fleet/hosts" /run/sshd
     chmod 700 "$fleet/client"
@@ -358,19 +487,22 @@ cmd_start() {
     for ((n = 1; n <= count; n++)); do
         address=$base.$n
         hosts+=("$fleet/hosts/h$n")
-        setup_host "$fleet" "h$n" "$address" "$port" "${arch_list[(n - 1) % ${#arch_list[@]}]}" &
+        setup_host "$fleet" "h$n" "$address" "$port" "${arch_list[(n - 1) % ${#arch_list[@]}]}" "$engine" &
         jobs+=($!)
     done
     for job in "${jobs[@]}"; do wait "$job" || fail 1 "setting up a host failed"; done
 
     # If anything below fails, the hosts already launched are stopped again.
-    launched=()
-    trap 'kill -9 "${launched[@]}" 2>/dev/null || true; stop_hosts "${hosts[@]}"' EXIT
+    launched=() daemons=()
+    trap 'kill -9 "${launched[@]}" "${daemons[@]}" 2>/dev/null || true; stop_hosts "${hosts[@]}"; remove_docker_runs "${hosts[@]}"' EXIT
     local h deadline=$((SECONDS + 15))
     for h in "${hosts[@]}"; do launch "$h"; done
+    if [ "$engine" = docker ]; then for h in "${hosts[@]}"; do launch_dockerd "$h"; done; fi
     for n in "${!hosts[@]}"; do
         wait_listening "${hosts[n]}" "${launched[n]}" "$base.$((n + 1))" "$port" "$deadline"
     done
+    deadline=$((SECONDS + 60))
+    for n in "${!daemons[@]}"; do wait_dockerd "${hosts[n]}" "${daemons[n]}" "$deadline"; done
 
     local type algorithm key name
     for n in "${!hosts[@]}"; do
@@ -397,7 +529,7 @@ cmd_stop() {
     fleet=$(cd "$1" && pwd -P)
     mapfile -t hosts < <(host_dirs "$fleet")
     stop_hosts "${hosts[@]}"
-    [ -z "$clean" ] || rm -rf "$fleet"
+    [ -z "$clean" ] || { remove_docker_runs "${hosts[@]}"; rm -rf "$fleet"; }
 }
 
 cmd_host() { # COMMAND DIR NAME
@@ -407,17 +539,21 @@ cmd_host() { # COMMAND DIR NAME
     h=$(host_dir "$fleet" "$3")
     case $1 in
         kill)
+            kill_dockerds "$h"
             signal_hosts KILL "$h"
             wait_gone 5 "$h" || fail 1 "processes of $3 survived SIGKILL"
+            unmount_dockers "$h"
             ;;
         freeze) signal_hosts STOP "$h" ;;
         thaw) signal_hosts CONT "$h" ;;
         restart)
             stop_hosts "$h"
-            launched=()
+            launched=() daemons=()
             load_host "$h"
             launch "$h"
+            launch_dockerd "$h"
             wait_listening "$h" "${launched[0]}" "$ADDRESS" "$PORT" $((SECONDS + 15))
+            [ "${#daemons[@]}" -eq 0 ] || wait_dockerd "$h" "${daemons[0]}" $((SECONDS + 60))
             ;;
     esac
 }

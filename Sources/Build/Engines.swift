@@ -51,50 +51,108 @@ public struct EngineScript: Sendable {
     public var localName: String { "localhost/coordinator-build:" + (runDir as NSString).lastPathComponent.lowercased() }
 
     /// The script (POSIX sh), run from the host's login shell.
+    ///
+    /// buildah and podman: build with `--platform`, `push --digestfile` into the OCI layout `RUN/oci`.
+    /// docker: `docker buildx build` pushing by digest (digest from `--metadata-file`) when `docker buildx version`
+    /// works on the host, else the classic builder (`DOCKER_BUILDKIT=0 docker build --platform`), `docker save`
+    /// and `skopeo copy docker-archive:… oci:RUN/oci --digestfile`. In every case but buildx, the layout is then
+    /// pushed by digest (`skopeo copy --preserve-digests`, no tag) when the output is a registry.
     public func render() -> String {
-        let q = Shell.quote
-        let run = q(runDir)
-        var build: [String]
-        switch engine {
-        case .buildah: build = ["buildah", "bud", "--layers"]
-        case .podman: build = ["podman", "build", "--layers"]
-        case .docker: build = ["docker", "build"]
-        }
-        build += ["--platform", platform.description, "-f", contextDir + "/" + dockerfile, "-t", localName]
-        if insecureRegistry, engine != .docker { build.append("--tls-verify=false") }
-        for a in request.buildArgs { build += ["--build-arg", "\(a.key)=\(a.value)"] }
-        for l in request.labels { build += ["--label", "\(l.key)=\(l.value)"] }
-        if let t = request.target { build += ["--target", t] }
-        build.append(contextDir)
-        let tool = engine == .docker ? "docker" : engine.rawValue
+        let tool = engine.rawValue
         var lines = [
-            "cd \(run) || exit \(Code.setupFailed)",
+            "cd \(Shell.quote(runDir)) || exit \(Code.setupFailed)",
             "command -v \(tool) >/dev/null 2>&1 || { echo 'coordinator: \(tool) not found on PATH' >&2; exit \(Code.setupFailed); }",
-            "echo \"coordinator: building \(platform) with $(\(tool) --version 2>&1 | head -n 1)\" >&2",
-            (engine == .docker ? "DOCKER_BUILDKIT=0 " : "") + Shell.join(build),
-            "rc=$?; if [ $rc -ne 0 ]; then [ $rc -ge 128 ] && exit $rc; exit \(Code.buildFailed); fi",
         ]
         switch engine {
         case .buildah, .podman:
-            lines.append("\(tool) push -q --format oci --digestfile \(run)/digest \(q(localName)) oci:\(run)/oci || exit \(Code.pushFailed)")
+            lines.append("echo \"coordinator: building \(platform) with $(\(tool) --version 2>&1 | head -n 1)\" >&2")
+            lines += build(engine == .buildah ? ["buildah", "bud", "--layers"] : ["podman", "build", "--layers"])
+            lines.append("\(tool) push -q --format oci --digestfile \(run)/digest \(Shell.quote(localName)) oci:\(run)/oci || exit \(Code.pushFailed)")
+            lines += pushLayout()
         case .docker:
-            lines.append("docker save \(q(localName)) -o \(run)/image.tar || exit \(Code.pushFailed)")
+            lines.append("if docker buildx version >/dev/null 2>&1; then")
+            lines.append("echo \"coordinator: building \(platform) with docker buildx $(docker buildx version 2>&1 | head -n 1)\" >&2")
+            lines += buildx()
+            lines.append("else")
+            lines.append("echo \"coordinator: building \(platform) with docker $(docker version --format '{{.Server.Version}} (client {{.Client.Version}})' 2>&1 | grep -m 1 .), classic builder\" >&2")
+            lines += build(["docker", "build", "--force-rm"], environment: "DOCKER_BUILDKIT=0 ")
+            lines.append(skopeoCheck)
+            lines.append("docker save \(Shell.quote(localName)) -o \(run)/image.tar || exit \(Code.pushFailed)")
             lines.append("skopeo copy -q --format oci --digestfile \(run)/digest docker-archive:\(run)/image.tar oci:\(run)/oci || exit \(Code.pushFailed)")
-        }
-        if case .registry = request.output, let repo = request.stagingRepository {
-            var copy = ["skopeo", "copy", "-q", "--preserve-digests"]
-            if insecureRegistry { copy.append("--dest-tls-verify=false") }
-            if hasAuthFile { copy += ["--dest-authfile", runDir + "/auth.json"] }
-            lines.append("command -v skopeo >/dev/null 2>&1 || { echo 'coordinator: skopeo not found on PATH (needed to push by digest)' >&2; exit \(Code.setupFailed); }")
-            lines.append(Shell.join(copy) + " oci:\(run)/oci \(q("docker://" + repo.name))@$(cat \(run)/digest) || exit \(Code.pushFailed)")
+            lines.append("rm -f \(run)/image.tar")
+            lines += pushLayout()
+            lines.append("fi")
         }
         switch engine {
-        case .buildah: lines.append("buildah rmi \(q(localName)) >/dev/null 2>&1")
-        case .podman: lines.append("podman rmi \(q(localName)) >/dev/null 2>&1")
-        case .docker: lines.append("docker rmi \(q(localName)) >/dev/null 2>&1")
+        case .buildah: lines.append("buildah rmi \(Shell.quote(localName)) >/dev/null 2>&1")
+        case .podman: lines.append("podman rmi \(Shell.quote(localName)) >/dev/null 2>&1")
+        case .docker: lines.append("docker rmi \(Shell.quote(localName)) >/dev/null 2>&1")
         }
         lines.append("exit 0")
         return lines.joined(separator: "\n")
+    }
+
+    /// The run folder, quoted.
+    private var run: String { Shell.quote(runDir) }
+
+    /// The options every engine's build takes the same way (the caller appends the context folder).
+    private func commonOptions() -> [String] {
+        var args = ["--platform", platform.description, "-f", contextDir + "/" + dockerfile]
+        for a in request.buildArgs { args += ["--build-arg", "\(a.key)=\(a.value)"] }
+        for l in request.labels { args += ["--label", "\(l.key)=\(l.value)"] }
+        if let t = request.target { args += ["--target", t] }
+        return args
+    }
+
+    /// A build into the engine's local store under `localName`; a failure is the Dockerfile's (exit 10)
+    /// unless a signal ended it.
+    private func build(_ command: [String], environment: String = "") -> [String] {
+        var args = command + commonOptions() + ["-t", localName]
+        // docker pulls through its daemon, which treats 127.0.0.0/8 as plain HTTP by itself.
+        if insecureRegistry, engine != .docker { args.append("--tls-verify=false") }
+        args.append(contextDir)
+        return [environment + Shell.join(args), buildStatusCheck]
+    }
+
+    private var buildStatusCheck: String {
+        "rc=$?; if [ $rc -ne 0 ]; then [ $rc -ge 128 ] && exit $rc; exit \(Code.buildFailed); fi"
+    }
+
+    /// `docker buildx build`: straight to the registry by digest, or to an OCI layout tar unpacked into `RUN/oci`.
+    /// The digest is `containerimage.digest` of the metadata file. No provenance attestation: the result must be
+    /// one image manifest, not an index.
+    private func buildx() -> [String] {
+        var args = ["docker", "buildx", "build", "--provenance=false"] + commonOptions()
+        var after: [String] = []
+        if case .registry = request.output, let repo = request.stagingRepository {
+            var output = "type=image,name=\(repo.name),push-by-digest=true,name-canonical=true,push=true"
+            if insecureRegistry { output += ",registry.insecure=true" }
+            args += ["--output", output]
+        } else {
+            args += ["--output", "type=oci,dest=\(runDir)/oci.tar"]
+            after = ["mkdir -p \(run)/oci && tar -xf \(run)/oci.tar -C \(run)/oci && rm -f \(run)/oci.tar || exit \(Code.pushFailed)"]
+        }
+        args += ["--metadata-file", runDir + "/buildx.json", contextDir]
+        return [Shell.join(args), buildStatusCheck] + after + [
+            #"sed -n 's/.*"containerimage\.digest" *: *"\(sha256:[0-9a-f]\{64\}\)".*/\1/p' "# + "\(run)/buildx.json | head -n 1 > \(run)/digest",
+            "[ -s \(run)/digest ] || { echo 'coordinator: docker buildx wrote no containerimage.digest' >&2; exit \(Code.pushFailed); }",
+        ]
+    }
+
+    private var skopeoCheck: String {
+        "command -v skopeo >/dev/null 2>&1 || { echo 'coordinator: skopeo not found on PATH (needed to export and push by digest)' >&2; exit \(Code.setupFailed); }"
+    }
+
+    /// Pushes `RUN/oci` by digest into the staging repository (registry output only).
+    private func pushLayout() -> [String] {
+        guard case .registry = request.output, let repo = request.stagingRepository else { return [] }
+        var copy = ["skopeo", "copy", "-q", "--preserve-digests"]
+        if insecureRegistry { copy.append("--dest-tls-verify=false") }
+        if hasAuthFile { copy += ["--dest-authfile", runDir + "/auth.json"] }
+        return [
+            skopeoCheck,
+            Shell.join(copy) + " oci:\(run)/oci \(Shell.quote("docker://" + repo.name))@$(cat \(run)/digest) || exit \(Code.pushFailed)",
+        ]
     }
 
     /// Whether a failed script's exit status means infrastructure (retry elsewhere) rather than the Dockerfile.

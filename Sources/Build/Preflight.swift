@@ -169,10 +169,13 @@ public enum Preflight {
         let engine: String
         switch host.engine {
         case .docker:
+            // The daemon must answer (DOCKER_HOST or the default socket); the mode is the path EngineScript takes:
+            // buildx when `docker buildx version` works, else the classic builder.
             engine = """
-            if v=$(docker buildx version 2>&1); then echo "engine=$v"; echo mode=buildx; \
-            elif v=$(docker version --format '{{.Server.Version}}' 2>&1); then echo "engine=docker $v"; echo mode=classic; \
-            else echo "engine-error=$(echo "$v" | head -n 1)"; fi
+            if v=$(docker version --format '{{.Server.Version}}' 2>&1); then \
+            if b=$(docker buildx version 2>/dev/null); then echo "engine=docker $v, buildx $(echo "$b" | head -n 1)"; echo mode=buildx; \
+            else echo "engine=docker $v"; echo mode=classic; fi; \
+            else echo "engine-error=$(echo "$v" | grep -m 1 . || echo 'docker version failed')"; fi
             """
         case .podman, .buildah:
             let tool = host.engine.rawValue
