@@ -104,7 +104,6 @@ public enum Preflight {
             result.reason = "\(error)"
             return result
         }
-        defer { Task { await connection.close() } }
         result.hostKey = "\(connection.hostKeyType) \(connection.hostKeyFingerprint)"
         result.connectMilliseconds = connection.connectSeconds * 1000
         do {
@@ -121,6 +120,8 @@ public enum Preflight {
             result.status = .lost
             result.reason = "\(error)"
         }
+        // Awaited, never left running: a close still in flight when the process exits crashed `hosts check`.
+        await connection.close()
         return result
     }
 
