@@ -152,12 +152,22 @@ extension SSHConnection {
         case .producer(let p): producer = p
         }
         var outOpen = true, errOpen = true
+        // libssh2 1.10 hazard: after a call returns EAGAIN with a packet half-sent (session blocked outbound),
+        // whichever call sends next completes that packet and reports success for its own, unsent one. So the
+        // same call must be repeated before any other that may send (reads send window adjusts).
+        var blocked: PendingSend?
+        func blockedOutbound() -> Bool { libssh2_session_block_directions(s) & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 }
         while true {
             var progressed = false
             // Drain both streams so neither fills the shared window and stalls the other.
-            for stream in [Int32(0), Int32(SSH_EXTENDED_DATA_STDERR)] {
+            for stream in [Int32(0), Int32(SSH_EXTENDED_DATA_STDERR)] where blocked == nil || blocked == .read(stream) {
                 while true {
                     let n = libssh2_channel_read_ex(channel, stream, buffer, bufferSize)
+                    if Int32(n) == LIBSSH2_ERROR_EAGAIN {
+                        blocked = blockedOutbound() ? .read(stream) : nil
+                        break
+                    }
+                    blocked = nil
                     if n > 0 {
                         lastReceived = Date.timeIntervalSinceReferenceDate
                         let chunk = Data(bytes: buffer, count: n)
@@ -184,11 +194,12 @@ extension SSHConnection {
                     if let chunk = try p() { pending = chunk; pendingOffset = 0; progressed = true }
                     else { inputDone = true; pending = Data(); pendingOffset = 0 }
                 }
-                if pendingOffset < pending.count {
+                if pendingOffset < pending.count, blocked == nil || blocked == .write {
                     let n = pending.withUnsafeBytes { raw -> Int in
                         let base = raw.baseAddress!.advanced(by: pendingOffset).assumingMemoryBound(to: CChar.self)
                         return libssh2_channel_write_ex(channel, 0, base, raw.count - pendingOffset)
                     }
+                    blocked = Int32(n) == LIBSSH2_ERROR_EAGAIN && blockedOutbound() ? .write : nil
                     if n > 0 {
                         // The server keeps opening its window, so it is alive (libssh2 consumed its adjusts).
                         lastReceived = Date.timeIntervalSinceReferenceDate
@@ -202,8 +213,9 @@ extension SSHConnection {
                 } else if localFD < 0 && producer == nil {
                     inputDone = true
                 }
-                if inputDone, pendingOffset >= pending.count {
+                if inputDone, pendingOffset >= pending.count, blocked == nil || blocked == .eof {
                     let rc = libssh2_channel_send_eof(channel)
+                    blocked = rc == LIBSSH2_ERROR_EAGAIN && blockedOutbound() ? .eof : nil
                     if rc == 0 { eofSent = true; progressed = true }
                     else if rc != LIBSSH2_ERROR_EAGAIN { throw libssh2Failure("libssh2_channel_send_eof", rc) }
                 }
@@ -249,6 +261,11 @@ extension SSHConnection {
         let deadline = Date.timeIntervalSinceReferenceDate + 2
         _ = try? call("libssh2_channel_close", deadline: deadline) { libssh2_channel_close(channel) }
     }
+}
+
+/// The call that must be repeated next because it left a packet half-sent.
+enum PendingSend: Equatable {
+    case read(Int32), write, eof
 }
 
 /// A thread-safe growing buffer for collected output.

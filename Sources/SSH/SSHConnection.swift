@@ -312,7 +312,9 @@ public final class SSHConnection: @unchecked Sendable {
             throw fail(.timeout, keepalive ? "operation timed out" : "no SSH handshake/auth within \(format(target.connectTimeout)) s (connectTimeout)")
         }
         guard keepalive, let s = session else { return }
-        if now - lastKeepalive >= target.keepaliveInterval {
+        // Never between a half-sent packet and the call that must finish it (see PendingSend).
+        let halfSent = libssh2_session_block_directions(s) & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0
+        if !halfSent, now - lastKeepalive >= target.keepaliveInterval {
             var next: Int32 = 0
             _ = libssh2_keepalive_send(s, &next)
             lastKeepalive = now
