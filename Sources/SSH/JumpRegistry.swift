@@ -82,17 +82,22 @@ actor JumpRegistry {
         }
     }
 
-    func release(key: String, id: UUID) { drop(key: key, id: id) }
+    /// Gives a use back; the last user's release waits until the bastion has disconnected.
+    func release(key: String, id: UUID) async {
+        await drop(key: key, id: id)?.value
+    }
 
     func snapshot() -> [String: Int] { entries.mapValues(\.users) }
 
-    private func drop(key: String, id: UUID) {
-        guard var entry = entries[key], entry.id == id else { return }
+    /// One user fewer; at none the entry goes and the returned task shuts the bastion down.
+    @discardableResult
+    private func drop(key: String, id: UUID) -> Task<Void, Never>? {
+        guard var entry = entries[key], entry.id == id else { return nil }
         entry.users -= 1
-        guard entry.users <= 0 else { entries[key] = entry; return }
+        guard entry.users <= 0 else { entries[key] = entry; return nil }
         entries[key] = nil
         let task = entry.task
-        Task { if let bastion = try? await task.value { await bastion.shutdown() } }
+        return Task { if let bastion = try? await task.value { await bastion.shutdown() } }
     }
 
     private func close(_ bastion: Bastion) {
