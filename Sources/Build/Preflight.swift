@@ -7,11 +7,33 @@ import SSH
 import Support
 
 extension HostSpec {
-    /// The SSH target for this host.
+    /// The SSH target for this host: `address` resolved through ssh_config (`sshConfig`, default
+    /// `~/.ssh/config` if it exists) with its jump chain. Throws `SSHConfigError` (a usage error) for an
+    /// ssh_config the coordinator refuses, or an unreadable `sshConfig`.
     public var sshTarget: SSHTarget {
-        SSHTarget(name: name, address: address, port: port, user: user, identityFile: identityFile,
-                  knownHosts: knownHosts, hostKeyPolicy: hostKeyPolicy == .acceptNew ? .acceptNew : .strict,
-                  connectTimeout: connectTimeout, keepaliveInterval: keepaliveInterval, keepaliveCountMax: keepaliveCountMax)
+        get throws { try sshConfigured().target }
+    }
+
+    /// `sshTarget` with where each value came from (`coordinator plan`) and what ssh_config said but is not used.
+    /// Host-level inventory fields win over ssh_config; `defaults` and built-in defaults sit beneath it.
+    public func sshConfigured(environment: SSHConfigEnvironment = .current) throws -> SSHConfiguredTarget {
+        let config = try SSHConfig(file: sshConfig ?? "~/.ssh/config", optional: sshConfig == nil, environment: environment)
+        let base = SSHTarget(name: name, address: address, port: port, user: user, identityFile: identityFile,
+                             knownHosts: knownHosts, hostKeyPolicy: hostKeyPolicy == .acceptNew ? .acceptNew : .strict,
+                             connectTimeout: connectTimeout, keepaliveInterval: keepaliveInterval,
+                             keepaliveCountMax: keepaliveCountMax)
+        let fields = Set(hostFields.compactMap { SSHTargetField(rawValue: $0) }).subtracting([.address, .proxyJump])
+        func hops(_ list: [String]?) throws -> [JumpSpec]? {
+            try list?.map { hop in
+                guard let spec = JumpSpec(parsing: hop) else {
+                    throw SSHConfigError(file: "inventory", message: "host \(name): jump hop '\(hop)' is not [user@]host[:port]")
+                }
+                return spec
+            }
+        }
+        let ownJump = hostFields.contains("jump")
+        return try config.configuredTarget(base, hostFields: fields, hostJump: ownJump ? try hops(jump) : nil,
+                                           defaultsJump: ownJump ? nil : try hops(jump))
     }
 }
 

@@ -38,7 +38,7 @@ enum InventoryKeys {
     static let top = ["defaults", "registries", "hosts"]
     static let settings = [
         "user", "port", "identityFile", "knownHosts", "hostKeyPolicy", "engine", "workDir", "maxJobs",
-        "connectTimeout", "keepaliveInterval", "keepaliveCountMax", "credentials",
+        "connectTimeout", "keepaliveInterval", "keepaliveCountMax", "credentials", "sshConfig", "jump",
     ]
     static let hostOnly = ["name", "address", "platforms", "labels"]
     static let host = hostOnly + settings
@@ -60,6 +60,10 @@ private struct Settings {
     var keepaliveInterval: Double?
     var keepaliveCountMax: Int?
     var credentials: CredentialsMode?
+    var sshConfig: String?
+    var jump: [String]?
+    /// The keys this object set, in file order.
+    var keys: [String] = []
 }
 
 /// A host as written, before defaults apply.
@@ -113,6 +117,7 @@ private struct Loader {
     }
 
     private func parse(_ key: String, _ field: Node, into s: inout Settings) throws {
+        s.keys.append(key)
         switch key {
         case "user": s.user = try field.nonEmptyString()
         case "port": s.port = try field.integer(in: 1...65535)
@@ -135,6 +140,8 @@ private struct Loader {
         case "keepaliveInterval": s.keepaliveInterval = try field.positiveNumber()
         case "keepaliveCountMax": s.keepaliveCountMax = try field.integer(in: 1...Node.maxExactInteger)
         case "credentials": s.credentials = try field.choice(CredentialsMode.self)
+        case "sshConfig": s.sshConfig = try localPath(field)
+        case "jump": s.jump = try parseJump(field)
         default: preconditionFailure("key \(key) is allowed but not handled")
         }
     }
@@ -146,6 +153,42 @@ private struct Loader {
             throw field.error("\"~user\" paths are not supported; write ~/… or an absolute path")
         }
         return Paths.resolve(text.expandingTilde, against: baseDirectory)
+    }
+
+    /// `jump`: `"[user@]host[:port][,…]"`, an array of such hops, or `"none"` / `[]` for a direct connection.
+    private func parseJump(_ field: Node) throws -> [String] {
+        let hops: [(String, Node)]
+        if case .string(let text) = field.value.kind {
+            if text.lowercased() == "none" { return [] }
+            hops = text.split(separator: ",", omittingEmptySubsequences: false).map { (String($0), field) }
+        } else {
+            hops = try field.array().map { (try $0.string(), $0) }
+        }
+        for (hop, node) in hops {
+            guard Self.isJumpHop(hop) else {
+                throw node.error("\(JSONPath.quoted(hop)) is not a jump hop: write [user@]host[:port] "
+                    + "(several hops comma-separated or as an array, first hop first)")
+            }
+        }
+        return hops.map(\.0)
+    }
+
+    /// `[user@]host[:port]`, host possibly `[v6]`; the SSH layer parses it (this only refuses what it would).
+    private static func isJumpHop(_ hop: String) -> Bool {
+        var rest = Substring(hop)
+        if rest.lowercased().hasPrefix("ssh://") { rest = rest.dropFirst(6) }
+        if let at = rest.lastIndex(of: "@") {
+            guard at != rest.startIndex else { return false }
+            rest = rest[rest.index(after: at)...]
+        }
+        guard !rest.isEmpty, !rest.contains(where: { $0.isWhitespace || $0 == "," }) else { return false }
+        let closing = rest.hasPrefix("[") ? rest.firstIndex(of: "]") : rest.startIndex
+        guard let closing else { return false }
+        let hostEnd = rest[closing...].firstIndex(of: ":")
+        guard let hostEnd else { return true }
+        if !rest.hasPrefix("["), rest[rest.index(after: hostEnd)...].contains(":") { return false }
+        guard hostEnd != rest.startIndex, let port = Int(rest[rest.index(after: hostEnd)...]) else { return false }
+        return (1...65535).contains(port)
     }
 
     private func parsePlatforms(_ field: Node) throws -> [Platform] {
@@ -197,7 +240,8 @@ private struct Loader {
             keepaliveInterval: h.keepaliveInterval ?? d.keepaliveInterval ?? 5,
             keepaliveCountMax: h.keepaliveCountMax ?? d.keepaliveCountMax ?? 3,
             credentials: h.credentials ?? d.credentials ?? .forward,
-            platforms: entry.platforms, labels: entry.labels)
+            platforms: entry.platforms, labels: entry.labels,
+            sshConfig: h.sshConfig ?? d.sshConfig, jump: h.jump ?? d.jump, hostFields: Set(h.keys))
     }
 
     /// Host names and address:port pairs (after the default port applies) must each be unique.

@@ -58,13 +58,22 @@ public struct HostSpec: Sendable, Equatable, Codable {
     public var platforms: [Platform]
     /// Free-form labels.
     public var labels: [String: String]
+    /// The ssh_config file `address` is resolved through, absolute; nil: `~/.ssh/config`, if it exists.
+    public var sshConfig: String?
+    /// Jump hosts, first hop first, each `[user@]host[:port]` (a host may be an ssh_config alias); nil when the
+    /// inventory sets none (ssh_config's ProxyJump may apply), empty for an explicit `"none"` / `[]`.
+    public var jump: [String]?
+    /// The settings this host set itself (inventory key names), as opposed to inheriting them from `defaults`:
+    /// these override ssh_config, while `defaults` sit beneath it.
+    public var hostFields: Set<String>
 
     /// A host; defaults as in DESIGN.md §4.
     public init(name: String, address: String, port: Int = 22, user: String = "builder", identityFile: String? = nil,
                 knownHosts: String = "~/.ssh/known_hosts".expandingTilde, hostKeyPolicy: HostKeyPolicy = .yes,
                 engine: Engine = .docker, workDir: String = "/var/tmp/coordinator", maxJobs: Int = 1,
                 connectTimeout: Double = 10, keepaliveInterval: Double = 5, keepaliveCountMax: Int = 3,
-                credentials: CredentialsMode = .forward, platforms: [Platform], labels: [String: String] = [:]) {
+                credentials: CredentialsMode = .forward, platforms: [Platform], labels: [String: String] = [:],
+                sshConfig: String? = nil, jump: [String]? = nil, hostFields: Set<String> = []) {
         self.name = name
         self.address = address
         self.port = port
@@ -81,6 +90,9 @@ public struct HostSpec: Sendable, Equatable, Codable {
         self.credentials = credentials
         self.platforms = platforms
         self.labels = labels
+        self.sshConfig = sshConfig
+        self.jump = jump
+        self.hostFields = hostFields
     }
 }
 

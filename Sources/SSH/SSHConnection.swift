@@ -23,6 +23,8 @@ public final class SSHConnection: @unchecked Sendable {
     var socket: Int32 = -1
     var lastReceived = Date.timeIntervalSinceReferenceDate
     var lastKeepalive = Date.timeIntervalSinceReferenceDate
+    /// The bastion session this one runs through (`target.jump`), held until this one closes.
+    var jumpLease: JumpLease?
     private var closed = false
 
     private init(target: SSHTarget) {
@@ -35,10 +37,12 @@ public final class SSHConnection: @unchecked Sendable {
         thread.stop()
     }
 
-    /// Connects, checks the host key, authenticates. Throws `SSHError`.
+    /// Connects (through `target.jump`, each hop checked on its own, when it names hops), checks the host
+    /// key, authenticates. Throws `SSHError`.
     public static func connect(_ target: SSHTarget) async throws -> SSHConnection {
         let connection = SSHConnection(target: target)
         do {
+            if !target.jump.isEmpty { try await connection.openThroughJumpHosts() }
             try await connection.thread.perform { try connection.open() }
         } catch {
             await connection.close()
@@ -47,9 +51,10 @@ public final class SSHConnection: @unchecked Sendable {
         return connection
     }
 
-    /// Disconnects politely (bounded) and frees the session. Idempotent.
+    /// Disconnects politely (bounded) and frees the session, then gives back its bastion session. Idempotent.
     public func close() async {
         _ = try? await thread.perform { [self] in teardown() }
+        await jumpLease?.release()
     }
 
     // MARK: - Opening
@@ -58,7 +63,8 @@ public final class SSHConnection: @unchecked Sendable {
         guard libssh2Ready else { throw fail(.local, "libssh2_init failed") }
         let start = Date.timeIntervalSinceReferenceDate
         let deadline = start + target.connectTimeout
-        socket = try openSocket(deadline: deadline)
+        // Through jump hosts, `socket` is already the local end of the bridge.
+        if socket < 0 { socket = try openSocket(deadline: deadline) }
         guard let s = coord_session_init() else { throw fail(.local, "libssh2_session_init failed") }
         session = s
         libssh2_session_set_blocking(s, 0)

@@ -30,11 +30,14 @@ public struct SSHTarget: Sendable, Equatable {
     public var keepaliveInterval: Double
     /// Silent intervals before the host counts as lost.
     public var keepaliveCountMax: Int
+    /// Jump hosts, first hop first, each a full target of its own (its own key file, known_hosts, policy):
+    /// hop k is reached through hops 0..<k, this target through all of them. Empty: connect directly.
+    public var jump: [SSHTarget]
 
     /// A target.
     public init(name: String, address: String, port: Int = 22, user: String, identityFile: String? = nil,
                 knownHosts: String, hostKeyPolicy: HostKeyPolicy = .strict, connectTimeout: Double = 10,
-                keepaliveInterval: Double = 5, keepaliveCountMax: Int = 3) {
+                keepaliveInterval: Double = 5, keepaliveCountMax: Int = 3, jump: [SSHTarget] = []) {
         self.name = name
         self.address = address
         self.port = port
@@ -45,6 +48,7 @@ public struct SSHTarget: Sendable, Equatable {
         self.connectTimeout = connectTimeout
         self.keepaliveInterval = keepaliveInterval
         self.keepaliveCountMax = keepaliveCountMax
+        self.jump = jump
     }
 
     /// Seconds of silence after which the host counts as lost.

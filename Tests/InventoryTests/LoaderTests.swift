@@ -46,7 +46,10 @@ import Testing
         let overrides = HostSpec(name: "overrides", address: "h2", port: 22, user: "root", identityFile: "/keys/own",
                                  knownHosts: "/kh/own", hostKeyPolicy: .yes, engine: .buildah, workDir: "/srv/own",
                                  maxJobs: 1, connectTimeout: 0.5, keepaliveInterval: 1, keepaliveCountMax: 1,
-                                 credentials: .forward, platforms: [Platform(architecture: "arm64")])
+                                 credentials: .forward, platforms: [Platform(architecture: "arm64")],
+                                 hostFields: ["user", "port", "identityFile", "knownHosts", "hostKeyPolicy", "engine",
+                                              "workDir", "maxJobs", "connectTimeout", "keepaliveInterval",
+                                              "keepaliveCountMax", "credentials"])
         #expect(loaded.hosts == [inherits, overrides])
     }
 

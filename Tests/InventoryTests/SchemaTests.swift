@@ -155,6 +155,16 @@ import Testing
         (#"{"registries": [], "hosts": [{"name": "a", "address": "h", "platforms": ["amd64"]}]}"#, false),
         (#"{"defaults": {"name": "a"}, "hosts": [{"name": "a", "address": "h", "platforms": ["amd64"]}]}"#, false),
         (#"[]"#, false),
+        (#"{"defaults": {"jump": "root@b:2022,gw"}, "hosts": [{"name": "a", "address": "h", "platforms": ["amd64"]}]}"#, true),
+        (#"{"hosts": [{"name": "a", "address": "h", "platforms": ["amd64"], "jump": ["gw", "u@[::1]:22"]}]}"#, true),
+        (#"{"defaults": {"jump": "none", "sshConfig": "cfg"}, "hosts": [{"name": "a", "address": "h", "platforms": ["amd64"]}]}"#, true),
+        (#"{"defaults": {"jump": []}, "hosts": [{"name": "a", "address": "h", "platforms": ["amd64"]}]}"#, true),
+        (#"{"defaults": {"jump": 5}, "hosts": [{"name": "a", "address": "h", "platforms": ["amd64"]}]}"#, false),
+        (#"{"defaults": {"jump": "a b"}, "hosts": [{"name": "a", "address": "h", "platforms": ["amd64"]}]}"#, false),
+        (#"{"defaults": {"jump": ["a,b"]}, "hosts": [{"name": "a", "address": "h", "platforms": ["amd64"]}]}"#, false),
+        (#"{"defaults": {"jump": [""]}, "hosts": [{"name": "a", "address": "h", "platforms": ["amd64"]}]}"#, false),
+        (#"{"defaults": {"sshConfig": ""}, "hosts": [{"name": "a", "address": "h", "platforms": ["amd64"]}]}"#, false),
+        (#"{"defaults": {"sshConfig": "~bob/cfg"}, "hosts": [{"name": "a", "address": "h", "platforms": ["amd64"]}]}"#, false),
     ]
 
     @Test(arguments: SchemaTests.agreementCases)
@@ -179,7 +189,7 @@ struct SchemaCheck {
     static let keywords: Set<String> = [
         "$schema", "$id", "$defs", "$ref", "title", "description", "type", "enum", "properties", "required",
         "additionalProperties", "propertyNames", "items", "minItems", "minLength", "pattern", "minimum", "maximum",
-        "exclusiveMinimum", "not",
+        "exclusiveMinimum", "not", "anyOf",
     ]
 
     /// The object a `#/…` JSON pointer names.
@@ -206,6 +216,9 @@ struct SchemaCheck {
     private func check(_ value: JSONValue, _ schema: [String: Any], _ path: String) -> String? {
         if let ref = schema["$ref"] as? String, let problem = check(value, resolve(ref), path) { return problem }
         if let not = schema["not"] as? [String: Any], check(value, not, path) == nil { return "\(path): matches not" }
+        if let any = schema["anyOf"] as? [[String: Any]], !any.contains(where: { check(value, $0, path) == nil }) {
+            return "\(path): matches none of anyOf"
+        }
         if let type = schema["type"] as? String, !has(value, type: type) { return "\(path): not \(type)" }
         if let choices = schema["enum"] as? [String] {
             guard case .string(let s) = value.kind, choices.contains(s) else { return "\(path): not in enum" }

@@ -14,8 +14,8 @@ import Testing
     @Test func unknownKeyInDefaultsIsRefusedListingTheAllowedOnes() {
         let json = #"{"defaults": {"usr": "x"}, "hosts": []}"#
         expectError(json, path: "defaults.usr", at: #""usr""#,
-                    message: "allowed: connectTimeout, credentials, engine, hostKeyPolicy, identityFile, keepaliveCountMax, "
-                        + "keepaliveInterval, knownHosts, maxJobs, port, user, workDir")
+                    message: "allowed: connectTimeout, credentials, engine, hostKeyPolicy, identityFile, jump, keepaliveCountMax, "
+                        + "keepaliveInterval, knownHosts, maxJobs, port, sshConfig, user, workDir")
     }
 
     @Test func unknownKeyInAHostIsRefusedWithItsIndex() {

@@ -1,5 +1,7 @@
 // coordinator-bench: drives library pieces for the benchmark scripts in bench/. Not shipped to users.
-//   coordinator-bench upload --address A --port P --user U --key K --known-hosts F [--compression C] SRC DEST
+//   coordinator-bench upload --address A --port P --user U --key K --known-hosts F [--compression C]
+//                            [--jump [user@]host[:port][,…]] SRC DEST
+// --jump goes through those hops (same key and known_hosts), as an inventory `jump` would.
 import Foundation
 import SSH
 import Support
@@ -11,12 +13,26 @@ func option(_ name: String, _ args: [String]) -> String? {
 
 let args = Array(CommandLine.arguments.dropFirst())
 guard args.first == "upload", args.count >= 3 else {
-    FileHandle.standardError.write(Data("usage: coordinator-bench upload --address A --port P --user U --key K --known-hosts F [--compression auto|zstd|gzip|none] SRC DEST\n".utf8))
+    FileHandle.standardError.write(Data("usage: coordinator-bench upload --address A --port P --user U --key K --known-hosts F [--compression auto|zstd|gzip|none] [--jump HOPS] SRC DEST\n".utf8))
     exit(2)
 }
-let target = SSHTarget(name: "bench", address: option("--address", args) ?? "127.0.0.1", port: Int(option("--port", args) ?? "22") ?? 22,
+var target = SSHTarget(name: "bench", address: option("--address", args) ?? "127.0.0.1", port: Int(option("--port", args) ?? "22") ?? 22,
                        user: option("--user", args) ?? "root", identityFile: option("--key", args),
                        knownHosts: option("--known-hosts", args) ?? "~/.ssh/known_hosts")
+if let hops = option("--jump", args) {
+    target.jump = hops.split(separator: ",").map { text in
+        guard let hop = JumpSpec(parsing: String(text)) else {
+            FileHandle.standardError.write(Data("coordinator-bench: bad jump hop \(text)\n".utf8))
+            exit(2)
+        }
+        var t = target
+        t.name = hop.description
+        t.address = hop.host
+        t.port = hop.port ?? 22
+        t.user = hop.user ?? target.user
+        return t
+    }
+}
 let compression = UploadCompression(rawValue: option("--compression", args) ?? "auto") ?? .auto
 let src = args[args.count - 2], dest = args[args.count - 1]
 do {
