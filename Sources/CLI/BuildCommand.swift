@@ -117,6 +117,8 @@ enum BuildCommand {
 
     static func run(_ args: ParsedArguments, dryRun: Bool) async throws -> ExitCode {
         let fleet = try Fleet.load(path: try args.require("--hosts"))
+        // ssh_config problems are configuration errors: found here, before any connection (exit 2).
+        for host in fleet.hosts { _ = try host.sshConfigured() }
         // One image from the flags, or every image of a --plan: validated before anything is contacted.
         let images: [BuildPlan.Image]
         let planFile = args.value("--plan")

@@ -25,6 +25,7 @@ enum HostsCommand {
             ],
             run: { args in
                 let fleet = try Fleet.load(path: try args.require("--hosts"))
+                for host in fleet.hosts { _ = try host.sshConfigured() }
                 let results = await Preflight.check(fleet.hosts)
                 if args.value("--format") == "json" {
                     Console.shared.out(try JSONOutput.string(HostCheckReport(results)))

@@ -23,6 +23,10 @@ enum PlanRenderer {
                 "\(candidates[0].name) (\(candidates[0].address):\(candidates[0].port), \(candidates[0].engine.rawValue))" +
                 (candidates.count > 1 ? "; fallbacks: " + candidates.dropFirst().map(\.name).joined(separator: ", ") : "")))
             guard let host = candidates.first else { continue }
+            if let configured = try? host.sshConfigured() {
+                lines.append("  connection to \(host.name)" + (configured.proxyJump.isEmpty ? "" : " via \(configured.proxyJump.map(\.description).joined(separator: ","))") + ":")
+                for l in configured.provenanceLines { lines.append("    " + l) }
+            }
             let job = EngineScript(engine: host.engine, platform: platform,
                                    runDir: host.workDir + "/runs/" + runID + "-" + platform.description.replacingOccurrences(of: "/", with: "-"),
                                    contextDir: ContextCache(workDir: host.workDir).treePath(context.manifest),

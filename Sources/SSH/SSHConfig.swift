@@ -18,7 +18,7 @@ public enum ConfigSource: Sendable, Equatable, Hashable, CustomStringConvertible
         switch self {
         case let .sshConfig(file, line): return "ssh_config \(file):\(line)"
         case .inventory: return "inventory"
-        case .builtInDefault: return "default"
+        case .builtInDefault: return "inventory defaults or built-in"
         }
     }
 }

@@ -457,7 +457,7 @@ func configError(_ body: () throws -> Void) -> SSHConfigError? {
         #expect(a.provenance[.connectTimeout] == .builtInDefault)
         #expect(a.provenanceLines.first == "address = 10.0.2.20 (ssh_config \(c.file):2)")
         #expect(a.provenanceLines.contains("port = 22 (inventory)"))
-        #expect(a.provenanceLines.contains("connectTimeout = 10.0 (default)"))
+        #expect(a.provenanceLines.contains("connectTimeout = 10.0 (inventory defaults or built-in)"))
         #expect(a.provenanceLines.contains("proxyJump = bastion (ssh_config \(c.file):8)"))
     }
 
