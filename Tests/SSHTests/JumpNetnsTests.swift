@@ -106,8 +106,13 @@ final class JumpLab: @unchecked Sendable {
             UseDNS no
             MaxStartups 64
             MaxSessions 64
+            SetEnv HOME=\(d)/home TMPDIR=\(d)/tmp CONTAINERS_STORAGE_CONF=\(d)/storage.conf BUILDAH_ISOLATION=chroot
 
             """.write(toFile: "\(d)/sshd_config", atomically: true, encoding: .utf8)
+        // Its own buildah storage, so a real build can run on a host reachable only through the bastion.
+        for sub in ["home", "tmp", "work"] { try FileManager.default.createDirectory(atPath: "\(d)/\(sub)", withIntermediateDirectories: true) }
+        try "[storage]\ndriver = \"vfs\"\ngraphroot = \"\(d)/storage/graph\"\nrunroot = \"\(d)/storage/run\"\n"
+            .write(toFile: "\(d)/storage.conf", atomically: true, encoding: .utf8)
     }
 
     func log(_ h: String) -> String { (try? String(contentsOfFile: "\(dir)/\(h)/sshd.log", encoding: .utf8)) ?? "" }
@@ -289,6 +294,33 @@ private final class LabCounter: @unchecked Sendable {
         }
         #expect(Date().timeIntervalSince(start) < 10)
         await c.close()
+    }
+
+    @Test func coordinatorBuildsThroughTheBastionOnAHostItCannotReachDirectly() async throws {
+        let lab = try JumpLab()
+        defer { lab.stop() }
+        let ctx = lab.dir + "/ctx"
+        try FileManager.default.createDirectory(atPath: ctx, withIntermediateDirectories: true)
+        try "FROM scratch\nCOPY f /f\n".write(toFile: ctx + "/Dockerfile", atomically: true, encoding: .utf8)
+        try "behind the bastion\n".write(toFile: ctx + "/f", atomically: true, encoding: .utf8)
+        let inventory: [String: Any] = [
+            "defaults": ["user": "root", "identityFile": lab.clientKey, "knownHosts": lab.knownHosts, "engine": "buildah",
+                         "workDir": lab.dir + "/target/work", "sshConfig": lab.dir + "/no-ssh-config"],
+            "hosts": [["name": "hidden", "address": lab.targetAddress, "platforms": ["linux/amd64"], "jump": "root@" + lab.bastionAddress]],
+        ]
+        FileManager.default.createFile(atPath: lab.dir + "/no-ssh-config", contents: Data())
+        try JSONSerialization.data(withJSONObject: inventory).write(to: URL(fileURLWithPath: lab.dir + "/inventory.json"))
+        let layout = lab.dir + "/layout"
+        var env = ProcessInfo.processInfo.environment
+        env["COORDINATOR_STATE_DIR"] = lab.dir + "/state"
+        let r = try runLocal([try coordinatorBinary(), "build", "--hosts", lab.dir + "/inventory.json", "--output", "oci:\(layout)",
+                              "-t", "example.com/team/hidden:1", "--progress", "plain", ctx], env: env, timeout: 180)
+        #expect(r.status == 0, "\(r.stderr)")
+        let raw = try runLocal(["skopeo", "inspect", "--raw", "oci:\(layout):1"])
+        #expect(raw.status == 0, "\(raw.stderr)")
+        let index = try JSONSerialization.jsonObject(with: Data(raw.stdout.utf8)) as? [String: Any]
+        let platforms = (index?["manifests"] as? [[String: Any]])?.compactMap { ($0["platform"] as? [String: Any])?["architecture"] as? String }
+        #expect(platforms == ["amd64"], "\(raw.stdout)")
     }
 
     @Test func unreachableTargetBehindTheBastionNamesIt() async throws {
