@@ -26,6 +26,7 @@ public final class SSHConnection: @unchecked Sendable {
     /// The bastion session this one runs through (`target.jump`), held until this one closes.
     var jumpLease: JumpLease?
     private var closed = false
+    private var established = false
 
     private init(target: SSHTarget) {
         self.target = target
@@ -76,6 +77,7 @@ public final class SSHConnection: @unchecked Sendable {
         libssh2_keepalive_config(s, 1, UInt32(max(1, target.keepaliveInterval.rounded(.up))))
         lastReceived = Date.timeIntervalSinceReferenceDate
         connectSeconds = lastReceived - start
+        established = true
     }
 
     private func openSocket(deadline: Double) throws -> Int32 {
@@ -269,9 +271,10 @@ public final class SSHConnection: @unchecked Sendable {
         guard !closed else { return }
         closed = true
         if let s = session {
-            // Bounded polite disconnect: a frozen host must not hold us.
-            let deadline = Date.timeIntervalSinceReferenceDate + 1
-            while coord_session_disconnect(s, "coordinator done") == LIBSSH2_ERROR_EAGAIN,
+            // Bounded polite disconnect, only on an established session: a half-done handshake (frozen host)
+            // cannot carry one, and trying would only add a second to the failure.
+            let deadline = Date.timeIntervalSinceReferenceDate + (established ? 1 : 0)
+            while established, coord_session_disconnect(s, "coordinator done") == LIBSSH2_ERROR_EAGAIN,
                   Date.timeIntervalSinceReferenceDate < deadline {
                 var pfd = pollfd(fd: socket, events: Int16(POLLOUT), revents: 0)
                 _ = poll(&pfd, 1, 50)
