@@ -128,6 +128,7 @@ t_theirs=$(bench_median "${theirs[@]}")
 t_one=$(bench_median "${ours_one[@]}")
 t_theirs_one=$(bench_median "${theirs_one[@]}")
 ratio=$(bench_ratio "$t_ours" "$t_theirs")
+paired=$(bench_paired_ratio "${ours[*]}" "${theirs[*]}")
 scale=$(bench_ratio "$t_ours" "$t_one" 1)
 peak_kib=$(printf '%s\n' "${rss[@]}" | sort -n | tail -n 1)
 peak_mib=$(awk -v k="$peak_kib" 'BEGIN { printf "%.1f\n", k / 1024 }')
@@ -138,7 +139,7 @@ bench_le "$peak_mib" 64 || rss_verdict=MISSED
 
 echo
 echo "== bench/hosts-check.sh: $RUNS runs, medians; fleet of $COUNT hosts ($FLEET_BASE.1-$COUNT:$FLEET_PORT)"
-echo "hosts check $COUNT hosts: coordinator ${t_ours} s, OpenSSH ${t_theirs} s, ratio ${ratio}x (target <= 0.5x, $verdict)"
+echo "hosts check $COUNT hosts: coordinator ${t_ours} s, OpenSSH ${t_theirs} s, ratio ${ratio}x (target <= 0.5x, $verdict); median of per-run ratios ${paired}x"
 echo "hosts check 1 host: coordinator ${t_one} s, OpenSSH ${t_theirs_one} s; coordinator $COUNT-host/1-host ${scale}x"
 echo "coordinator peak RSS ${peak_mib} MiB (target <= 64 MiB, $rss_verdict)"
 echo "  runs (s) coordinator $COUNT: ${ours[*]}; OpenSSH $COUNT: ${theirs[*]}"

@@ -32,6 +32,16 @@ bench_ratio() { # A B [DIGITS]
     awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b == 0) print "inf"; else printf "%.*f\n", d, a / b }'
 }
 
+# The median of the per-run ratios A[i] / B[i] of two lists given as "A1 A2 ..." "B1 B2 ...": runs measured
+# next to each other share the machine's load, so this is steadier than a ratio of medians on a busy machine.
+bench_paired_ratio() { # "A..." "B..."
+    local a=() b=() i ratios=()
+    read -ra a <<<"$1"
+    read -ra b <<<"$2"
+    for i in "${!a[@]}"; do ratios+=("$(bench_ratio "${a[i]}" "${b[i]}" 3)"); done
+    bench_median "${ratios[@]}" | awk '{ printf "%.2f\n", $1 }'
+}
+
 # True when A <= B (floating point).
 bench_le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 

@@ -177,13 +177,14 @@ for name in "${DATASETS[@]}"; do
     t_theirs=$(bench_median "${theirs[@]}")
     # Ratio of throughputs = inverse ratio of times.
     ratio=$(bench_ratio "$t_theirs" "$t_ours")
+    paired=$(bench_paired_ratio "${theirs[*]}" "${ours[*]}")
     target=1.0
     label=source-like
     [ "$name" = source ] || { target=0.8; label=random; }
     wire=$(tail -n 1 "$SCRATCH_JSON" | sed -n 's/.*"wireBytes": *\([0-9]*\).*"compression": *"\([a-z]*\)".*/\1 \2/p')
     verdict=met
     bench_le "$target" "$ratio" || { verdict=MISSED; FAILED_TARGETS=$((FAILED_TARGETS + 1)); }
-    SUMMARY+=("upload $label: coordinator $(mbps "$t_ours") MB/s (${t_ours} s), OpenSSH $(mbps "$t_theirs") MB/s (${t_theirs} s), ratio ${ratio}x (target >= ${target}x, $verdict)")
+    SUMMARY+=("upload $label: coordinator $(mbps "$t_ours") MB/s (${t_ours} s), OpenSSH $(mbps "$t_theirs") MB/s (${t_theirs} s), ratio ${ratio}x (target >= ${target}x, $verdict); median of per-run ratios ${paired}x")
     SUMMARY+=("  runs (s) coordinator: ${ours[*]}; OpenSSH: ${theirs[*]}; coordinator wire: ${wire:-?} (bytes, codec)")
 done
 
