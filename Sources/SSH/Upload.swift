@@ -3,7 +3,8 @@ import Support
 
 /// How an upload's stream is compressed on the wire.
 public enum UploadCompression: String, Sendable, CaseIterable {
-    /// zstd when both sides have it, else gzip, else none.
+    /// zstd when both sides have it, else gzip, else none; none when the first 8 MiB of the stream do not
+    /// compress (random or already-compressed data: compressing would only add two pipe hops and CPU).
     case auto
     /// `zstd -1`.
     case zstd
@@ -28,7 +29,8 @@ extension SSHConnection {
     /// `tar -x` on the host. Symlinks travel as symlinks. Memory stays bounded: the tar stream is piped.
     public func upload(directory: String, to remoteDirectory: String, compression: UploadCompression = .auto,
                        progress: (@Sendable (Int64) -> Void)? = nil) async throws -> UploadStats {
-        let codec = try await resolve(compression)
+        var codec = try await resolve(compression)
+        if compression == .auto, codec != .none, !streamCompresses(directory: directory) { codec = .none }
         var local = "tar -cf - -C \(Shell.quote(directory)) ."
         var remoteUnpack = "tar -xf - -C \(Shell.quote(remoteDirectory))"
         switch codec {
@@ -58,6 +60,25 @@ extension SSHConnection {
             if localHas(codec.rawValue) { return codec }
         }
         return .none
+    }
+
+    /// Whether zstd -1 shrinks the first 8 MiB of the tar stream of `directory` below 90 % (true when that
+    /// cannot be told, e.g. no local zstd: then the codec the host offers is used as before).
+    private func streamCompresses(directory: String) -> Bool {
+        let sample = 8 << 20
+        guard localHas("zstd") else { return true }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = ["-c", "tar -cf - -C \(Shell.quote(directory)) . 2>/dev/null | head -c \(sample) | zstd -1 -q -c | wc -c"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return true }
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard let compressed = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), compressed > 0 else { return true }
+        return compressed < sample * 9 / 10
     }
 
     private func localHas(_ tool: String) -> Bool {
