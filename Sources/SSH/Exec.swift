@@ -194,7 +194,10 @@ extension SSHConnection {
                     if let chunk = try p() { pending = chunk; pendingOffset = 0; progressed = true }
                     else { inputDone = true; pending = Data(); pendingOffset = 0 }
                 }
-                if pendingOffset < pending.count, blocked == nil || blocked == .write {
+                // libssh2 sends at most one packet (~32 KiB) per write: send a burst before polling reads again.
+                var burst = 0
+                while pendingOffset < pending.count, blocked == nil || blocked == .write, burst < 32 {
+                    burst += 1
                     let n = pending.withUnsafeBytes { raw -> Int in
                         let base = raw.baseAddress!.advanced(by: pendingOffset).assumingMemoryBound(to: CChar.self)
                         return libssh2_channel_write_ex(channel, 0, base, raw.count - pendingOffset)
@@ -209,8 +212,11 @@ extension SSHConnection {
                         progressed = true
                     } else if n < 0, Int32(n) != LIBSSH2_ERROR_EAGAIN {
                         throw libssh2Failure("libssh2_channel_write_ex", Int32(n))
+                    } else {
+                        break
                     }
-                } else if localFD < 0 && producer == nil {
+                }
+                if pendingOffset >= pending.count, localFD < 0 && producer == nil {
                     inputDone = true
                 }
                 if inputDone, pendingOffset >= pending.count, blocked == nil || blocked == .eof {
