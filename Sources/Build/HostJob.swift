@@ -4,6 +4,21 @@ import OCI
 import SSH
 import Support
 
+/// Remote clean-ups still running (run folders, context cache collection); the CLI drains them before exit.
+public actor Cleanups {
+    /// The process-wide list.
+    public static let shared = Cleanups()
+    private var tasks: [Task<Void, Never>] = []
+
+    /// Tracks a clean-up.
+    func add(_ task: Task<Void, Never>) { tasks.append(task) }
+
+    /// Waits for every clean-up started so far (and any they start).
+    public func drain() async {
+        while !tasks.isEmpty { await tasks.removeFirst().value }
+    }
+}
+
 /// What one attempt of one platform on one host produced.
 enum JobOutcome: Sendable {
     /// Built and delivered: the manifest digest, and the context bytes that had to be sent.
@@ -52,14 +67,14 @@ struct HostJob: Sendable {
             return .infrastructure("\(error)")
         }
         let outcome = await attempt(connection)
-        // Clean up even when the task was cancelled: a detached task is not, and it is awaited.
+        // Clean up off the critical path (publishing need not wait for it), but even when the task was
+        // cancelled (a detached task is not), and always before the process exits (`Cleanups.drain`).
         let c = connection, dir = runDir
         let gc = ContextCache(workDir: host.workDir).collectGarbageCommand(keep: HostJob.cachedContextsKept, days: HostJob.cachedContextDays)
-        await Task.detached {
-            _ = try? await c.runPlain("rm -rf \(Shell.quote(dir))", timeout: 15)
-            _ = try? await c.runPlain(gc, timeout: 60)
+        await Cleanups.shared.add(Task.detached {
+            _ = try? await c.runPlain("rm -rf \(Shell.quote(dir)); " + gc, timeout: 60)
             await c.close()
-        }.value
+        })
         return outcome
     }
 

@@ -110,7 +110,7 @@ public enum Preflight {
     }
 
     /// Checks one host; never throws: every failure is a status.
-    public static func check(_ host: HostSpec) async -> HostCheck {
+    public static func check(_ host: HostSpec, measureRoundTrip: Bool = true) async -> HostCheck {
         var result = HostCheck(name: host.name, address: "\(host.address):\(host.port)",
                                platforms: host.platforms.map(\.description), status: .ok, engine: host.engine.rawValue,
                                qemuHandlers: [])
@@ -131,9 +131,11 @@ public enum Preflight {
         do {
             let probe = try await connection.runPlain(probeScript(for: host), timeout: 30)
             let facts = Probe(probe.stdoutText)
-            let rttStart = Date()
-            _ = try await connection.runPlain("true", timeout: 10)
-            result.roundTripMilliseconds = Date().timeIntervalSince(rttStart) * 1000
+            if measureRoundTrip {
+                let rttStart = Date()
+                _ = try await connection.runPlain("true", timeout: 10)
+                result.roundTripMilliseconds = Date().timeIntervalSince(rttStart) * 1000
+            }
             judge(facts, host: host, into: &result)
         } catch let error as SSHError {
             result.status = error.kind == .timeout ? .lost : status(for: error)

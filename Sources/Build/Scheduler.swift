@@ -25,7 +25,7 @@ public actor HostPool {
     /// Vets a host once; later callers share the result.
     func vet(_ host: HostSpec) async -> HostCheck {
         if let t = checks[host.name] { return await t.value }
-        let t = Task { await Preflight.check(host) }
+        let t = Task { await Preflight.check(host, measureRoundTrip: false) }
         checks[host.name] = t
         return await t.value
     }

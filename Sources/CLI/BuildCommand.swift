@@ -190,6 +190,8 @@ enum BuildCommand {
         }
         signals.onSignal = { work.cancel() }
         let outcomes = await work.value
+        // Remote run folders (and their auth files) are gone before we report or exit, also after a signal.
+        await Cleanups.shared.drain()
         signals.disarm()
         var code = ImagePipeline.worst(outcomes.map(\.exitCode))
         if let sig = signals.received { code = sig == SIGINT ? .interrupted : .terminated }

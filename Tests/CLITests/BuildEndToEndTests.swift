@@ -144,18 +144,17 @@ let sharedRegistry: Result<(RegistryServer, String), Error> = Result {
     }
 
     @Test func hostKilledMidBuildIsRebuiltOnTheOtherHostOfThatArch() async throws {
-        let ctx = try context("FROM BASE\nRUN sleep 4\nRUN echo done > /done\n")
+        // Only the arm64 build sleeps 9 s, so its `sleep 9` tells us h2 (the first arm64 host) is mid-build.
+        let ctx = try context("FROM BASE\nARG TARGETARCH\nRUN if [ \"$TARGETARCH\" = arm64 ]; then sleep 9; fi\nRUN echo done > /done\n")
         let h2 = fleet.hosts[1]
         let fleet = self.fleet
-        // Kill the first arm64 host (h2) once its build is running.
         let killer = Task.detached {
-            for _ in 0..<200 {
-                if let r = try? runLocal(["pgrep", "-f", "sleep 4"]), r.status == 0 {
-                    try? await Task.sleep(nanoseconds: 500_000_000)
+            for _ in 0..<600 {
+                if let r = try? runLocal(["pgrep", "-f", "^sleep 9$"]), r.status == 0 {
                     try? fleet.kill(h2)
                     return true
                 }
-                try? await Task.sleep(nanoseconds: 100_000_000)
+                try? await Task.sleep(nanoseconds: 50_000_000)
             }
             return false
         }
