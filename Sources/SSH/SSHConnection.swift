@@ -21,8 +21,11 @@ public final class SSHConnection: @unchecked Sendable {
     let thread: SessionThread
     var session: OpaquePointer?
     var socket: Int32 = -1
-    var lastReceived = Date.timeIntervalSinceReferenceDate
+    /// When the host last sent anything; any data answers the keepalives sent before it.
+    var lastReceived = Date.timeIntervalSinceReferenceDate { didSet { unansweredKeepalives = 0 } }
     var lastKeepalive = Date.timeIntervalSinceReferenceDate
+    /// Keepalives sent since the host last sent anything (OpenSSH's ServerAliveCountMax counts these).
+    var unansweredKeepalives = 0
     /// The bastion session this one runs through (`target.jump`), held until this one closes.
     var jumpLease: JumpLease?
     private var closed = false
@@ -331,8 +334,13 @@ public final class SSHConnection: @unchecked Sendable {
             var next: Int32 = 0
             _ = libssh2_keepalive_send(s, &next)
             lastKeepalive = now
+            unansweredKeepalives += 1
         }
-        if now - lastReceived > target.silenceLimit {
+        // Lost only when keepalives really went unanswered: a session thread that was merely starved of CPU
+        // (a loaded machine) has sent none, and data already waiting on the socket counts as an answer.
+        if now - lastReceived > target.silenceLimit, unansweredKeepalives >= max(1, target.keepaliveCountMax) {
+            var pfd = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+            if poll(&pfd, 1, 0) > 0 { lastReceived = now; return }
             throw fail(.hostLost, "host stopped answering: no data for \(format(now - lastReceived)) s (\(target.keepaliveCountMax) keepalives at \(format(target.keepaliveInterval)) s)")
         }
     }
