@@ -105,7 +105,7 @@ extension SSHConnection {
         guard let s = session else { throw fail(.hostLost, "session closed") }
         let deadline = timeout.map { Date.timeIntervalSinceReferenceDate + $0 }
         let channel = try openChannel(deadline: deadline, cancel: cancel)
-        defer { libssh2_channel_free(channel) }
+        defer { if !broken { libssh2_channel_free(channel) } }
         do {
             try call("libssh2_channel_process_startup", deadline: deadline, cancel: cancel) { coord_channel_exec(channel, command) }
             return try pump(channel, session: s, input: input, deadline: deadline, cancel: cancel,
@@ -257,7 +257,7 @@ extension SSHConnection {
         let script = "p=$(cat \(pf) 2>/dev/null) || exit 0; kill -TERM -$p 2>/dev/null; i=0; while kill -0 -$p 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; kill -KILL -$p 2>/dev/null; rm -f \(pf)"
         let deadline = Date.timeIntervalSinceReferenceDate + 5
         guard let channel = try? openChannel(deadline: deadline, cancel: nil) else { return }
-        defer { libssh2_channel_free(channel) }
+        defer { if !broken { libssh2_channel_free(channel) } }
         _ = try? call("libssh2_channel_process_startup", deadline: deadline) { coord_channel_exec(channel, script) }
         _ = try? pump(channel, session: session!, input: .none, deadline: deadline, cancel: CancelFlag(),
                       stdout: { _ in }, stderr: { _ in }, progress: nil)

@@ -30,6 +30,9 @@ public final class SSHConnection: @unchecked Sendable {
     var jumpLease: JumpLease?
     private var closed = false
     private var established = false
+    /// Set by a transport failure: teardown then closes the socket and leaks the libssh2 session (a few KiB
+    /// per lost host) instead of running libssh2's free on a broken state.
+    var broken = false
 
     private init(target: SSHTarget) {
         self.target = target
@@ -280,13 +283,14 @@ public final class SSHConnection: @unchecked Sendable {
         if let s = session {
             // Bounded polite disconnect, only on an established session: a half-done handshake (frozen host)
             // cannot carry one, and trying would only add a second to the failure.
-            let deadline = Date.timeIntervalSinceReferenceDate + (established ? 1 : 0)
-            while established, coord_session_disconnect(s, "coordinator done") == LIBSSH2_ERROR_EAGAIN,
+            let polite = established && !broken
+            let deadline = Date.timeIntervalSinceReferenceDate + (polite ? 1 : 0)
+            while polite, coord_session_disconnect(s, "coordinator done") == LIBSSH2_ERROR_EAGAIN,
                   Date.timeIntervalSinceReferenceDate < deadline {
                 var pfd = pollfd(fd: socket, events: Int16(POLLOUT), revents: 0)
                 _ = poll(&pfd, 1, 50)
             }
-            libssh2_session_free(s)
+            if !broken { libssh2_session_free(s) }
             session = nil
         }
         if socket >= 0 { Glibc.close(socket); socket = -1 }
@@ -362,7 +366,10 @@ public final class SSHConnection: @unchecked Sendable {
     }
 
     func fail(_ kind: SSHError.Kind, _ message: String, function: String? = nil, code: Int32? = nil) -> SSHError {
-        SSHError(host: target.name, kind: kind, message: message, function: function, code: code)
+        // After a transport failure libssh2 1.10's state may be half-way through a packet or key exchange;
+        // its free functions are not safe to run on that, so the session is then dropped without them.
+        if kind == .hostLost || kind == .timeout || (kind == .protocolError && function != nil) { broken = true }
+        return SSHError(host: target.name, kind: kind, message: message, function: function, code: code)
     }
 }
 
