@@ -90,6 +90,10 @@ run_one() { # coordinator|parallel|sequential ID
             t=$(bench_coordinator "$repo:coord-$id" "$ctx" "$BENCH_DIR/meta-$id.json" "$BENCH_DIR/coord-$id.log")
             bench_check_index "$repo:coord-$id" linux/amd64 linux/arm64
             ;;
+        nolayers) # the same build semantics as the plain script: inventory layerCache false
+            t=$(FLEET_INVENTORY=$nolayers_inventory bench_coordinator "$repo:nolayers-$id" "$ctx" "$BENCH_DIR/meta-nl-$id.json" "$BENCH_DIR/nolayers-$id.log")
+            bench_check_index "$repo:nolayers-$id" linux/amd64 linux/arm64
+            ;;
         parallel | sequential | layers)
             start=$(bench_now)
             local bud_flags='' fn=script_$kind
@@ -104,12 +108,14 @@ run_one() { # coordinator|parallel|sequential ID
 }
 
 bud_flags=''
+nolayers_inventory=$BENCH_DIR/inventory-nolayers.json
+jq '.hosts |= map(.layerCache = false)' "$FLEET_INVENTORY" >"$nolayers_inventory"
 bench_log "warm-up (base image pulled on each host, not timed)"
 run_one coordinator warm >/dev/null
 run_one parallel warm >/dev/null
 
-bench_rounds "coordinator parallel sequential layers" "parallel layers sequential coordinator" \
-    "sequential coordinator layers parallel"
+bench_rounds "coordinator parallel sequential layers nolayers" "parallel nolayers layers sequential coordinator" \
+    "sequential coordinator nolayers layers parallel"
 
 # shellcheck disable=SC2086 # word lists of numbers
 {
@@ -117,7 +123,9 @@ bench_rounds "coordinator parallel sequential layers" "parallel layers sequentia
     p=$(bench_median ${BENCH_TIMES[parallel]})
     s=$(bench_median ${BENCH_TIMES[sequential]})
     l=$(bench_median ${BENCH_TIMES[layers]})
+    n=$(bench_median ${BENCH_TIMES[nolayers]})
 }
+rn=$(bench_ratio "$n" "$p")
 rl=$(bench_ratio "$c" "$l")
 rp=$(bench_ratio "$c" "$p")
 rs=$(bench_ratio "$c" "$s")
@@ -128,4 +136,5 @@ echo "== e2e (medians of $BENCH_RUNS rounds; coordinator:${BENCH_TIMES[coordinat
 echo "uptime: $(uptime)"
 echo "e2e: coordinator $c s, parallel script $p s (ratio ${rp}x, target <= 1.0x, $verdict), sequential $s s (${rs}x)"
 echo "e2e: (same build semantics as the coordinator, which builds with --layers to keep a layer cache: parallel script with buildah bud --layers $l s, ratio ${rl}x)"
+echo "e2e: (coordinator with inventory layerCache false, the plain script's build semantics: $n s, ratio ${rn}x to the parallel script)"
 if [ "$verdict" != "target met" ] && [ "${BENCH_STRICT:-}" = 1 ]; then exit 1; fi

@@ -33,10 +33,12 @@ public struct EngineScript: Sendable {
     public var hasAuthFile: Bool
     /// Plain-HTTP (insecure) registry.
     public var insecureRegistry: Bool
+    /// Keep the engine's layer cache (inventory `layerCache`).
+    public var layerCache: Bool
 
     /// A script description.
     public init(engine: Engine, platform: Platform, runDir: String, contextDir: String, dockerfile: String,
-                request: BuildRequest, hasAuthFile: Bool, insecureRegistry: Bool) {
+                request: BuildRequest, hasAuthFile: Bool, insecureRegistry: Bool, layerCache: Bool = true) {
         self.engine = engine
         self.platform = platform
         self.runDir = runDir
@@ -45,6 +47,7 @@ public struct EngineScript: Sendable {
         self.request = request
         self.hasAuthFile = hasAuthFile
         self.insecureRegistry = insecureRegistry
+        self.layerCache = layerCache
     }
 
     /// The local image name used on the host for this run.
@@ -75,7 +78,8 @@ public struct EngineScript: Sendable {
         switch engine {
         case .buildah, .podman:
             lines.append("echo \"coordinator: building \(platform) with $(\(tool) --version 2>&1 | head -n 1)\" >&2")
-            lines += build(engine == .buildah ? ["buildah", "bud", "--layers"] : ["podman", "build", "--layers"])
+            let layers = "--layers=\(layerCache)"
+            lines += build(engine == .buildah ? ["buildah", "bud", layers] : ["podman", "build", layers])
             lines.append("\(tool) push -q --format oci --digestfile \(run)/digest \(Shell.quote(localName)) oci:\(run)/oci || exit \(Code.pushFailed)")
             lines += pushLayout()
         case .docker:
@@ -97,11 +101,13 @@ public struct EngineScript: Sendable {
         // `rmi` of the run's own name only untags. A plain `rmi` of the run's name would delete the whole
         // chain, and the next build of the same Dockerfile would start from scratch (measured by
         // bench/rebuild.sh: an unchanged 200 MiB rebuild re-ran every step).
-        let c = Shell.quote(cacheName)
-        lines.append("old=$(\(tool) images -q --no-trunc \(c) 2>/dev/null | head -n 1)")
-        lines.append("\(tool) tag \(Shell.quote(localName)) \(c) >/dev/null 2>&1")
-        lines.append("new=$(\(tool) images -q --no-trunc \(c) 2>/dev/null | head -n 1)")
-        lines.append("if [ -n \"$old\" ] && [ \"$old\" != \"$new\" ]; then \(tool) rmi \"$old\" >/dev/null 2>&1; fi")
+        if layerCache {
+            let c = Shell.quote(cacheName)
+            lines.append("old=$(\(tool) images -q --no-trunc \(c) 2>/dev/null | head -n 1)")
+            lines.append("\(tool) tag \(Shell.quote(localName)) \(c) >/dev/null 2>&1")
+            lines.append("new=$(\(tool) images -q --no-trunc \(c) 2>/dev/null | head -n 1)")
+            lines.append("if [ -n \"$old\" ] && [ \"$old\" != \"$new\" ]; then \(tool) rmi \"$old\" >/dev/null 2>&1; fi")
+        }
         lines.append("\(tool) rmi \(Shell.quote(localName)) >/dev/null 2>&1")
         lines.append("exit 0")
         return lines.joined(separator: "\n")

@@ -55,7 +55,7 @@ struct HostJob: Sendable {
     func script(contextDir: String) -> EngineScript {
         EngineScript(engine: host.engine, platform: platform, runDir: runDir, contextDir: contextDir,
                      dockerfile: context.dockerfilePath, request: request, hasAuthFile: authJSON != nil,
-                     insecureRegistry: insecureRegistry)
+                     insecureRegistry: insecureRegistry, layerCache: host.layerCache)
     }
 
     func run() async -> JobOutcome {

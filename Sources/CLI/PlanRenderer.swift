@@ -31,7 +31,8 @@ enum PlanRenderer {
                                    runDir: host.workDir + "/runs/" + runID + "-" + platform.description.replacingOccurrences(of: "/", with: "-"),
                                    contextDir: ContextCache(workDir: host.workDir).treePath(context.manifest),
                                    dockerfile: context.dockerfilePath, request: request,
-                                   hasAuthFile: host.credentials == .forward, insecureRegistry: insecure)
+                                   hasAuthFile: host.credentials == .forward, insecureRegistry: insecure,
+                                   layerCache: host.layerCache)
             lines.append("  remote script on \(host.name) (credentials: \(host.credentials.rawValue)\(host.credentials == .forward ? ", auth file 0600 in the run folder, removed after" : "")):")
             for l in job.render().split(separator: "\n") { lines.append("    " + l) }
         }

@@ -38,7 +38,7 @@ enum InventoryKeys {
     static let top = ["defaults", "registries", "hosts"]
     static let settings = [
         "user", "port", "identityFile", "knownHosts", "hostKeyPolicy", "engine", "workDir", "maxJobs",
-        "connectTimeout", "keepaliveInterval", "keepaliveCountMax", "credentials", "sshConfig", "jump",
+        "connectTimeout", "keepaliveInterval", "keepaliveCountMax", "credentials", "sshConfig", "jump", "layerCache",
     ]
     static let hostOnly = ["name", "address", "platforms", "labels"]
     static let host = hostOnly + settings
@@ -56,6 +56,7 @@ private struct Settings {
     var engine: Engine?
     var workDir: String?
     var maxJobs: Int?
+    var layerCache: Bool?
     var connectTimeout: Double?
     var keepaliveInterval: Double?
     var keepaliveCountMax: Int?
@@ -136,6 +137,7 @@ private struct Loader {
             guard dir.hasPrefix("/") else { throw field.error("must be an absolute path on the host (starting with /)") }
             s.workDir = dir
         case "maxJobs": s.maxJobs = try field.integer(in: 1...Node.maxExactInteger)
+        case "layerCache": s.layerCache = try field.bool()
         case "connectTimeout": s.connectTimeout = try field.positiveNumber()
         case "keepaliveInterval": s.keepaliveInterval = try field.positiveNumber()
         case "keepaliveCountMax": s.keepaliveCountMax = try field.integer(in: 1...Node.maxExactInteger)
@@ -236,6 +238,7 @@ private struct Loader {
             engine: h.engine ?? d.engine ?? .docker,
             workDir: h.workDir ?? d.workDir ?? "/var/tmp/coordinator",
             maxJobs: h.maxJobs ?? d.maxJobs ?? 1,
+            layerCache: h.layerCache ?? d.layerCache ?? true,
             connectTimeout: h.connectTimeout ?? d.connectTimeout ?? 10,
             keepaliveInterval: h.keepaliveInterval ?? d.keepaliveInterval ?? 5,
             keepaliveCountMax: h.keepaliveCountMax ?? d.keepaliveCountMax ?? 3,

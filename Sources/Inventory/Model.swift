@@ -46,6 +46,8 @@ public struct HostSpec: Sendable, Equatable, Codable {
     public var workDir: String
     /// Builds this host runs at once.
     public var maxJobs: Int
+    /// Keep the engine's layer cache between builds (buildah/podman `--layers`; docker caches anyway).
+    public var layerCache: Bool
     /// Seconds to wait for TCP connect + SSH handshake.
     public var connectTimeout: Double
     /// Seconds between keepalives; a host silent for `keepaliveCountMax` intervals is lost.
@@ -70,7 +72,7 @@ public struct HostSpec: Sendable, Equatable, Codable {
     /// A host; defaults as in DESIGN.md §4.
     public init(name: String, address: String, port: Int = 22, user: String = "builder", identityFile: String? = nil,
                 knownHosts: String = "~/.ssh/known_hosts".expandingTilde, hostKeyPolicy: HostKeyPolicy = .yes,
-                engine: Engine = .docker, workDir: String = "/var/tmp/coordinator", maxJobs: Int = 1,
+                engine: Engine = .docker, workDir: String = "/var/tmp/coordinator", maxJobs: Int = 1, layerCache: Bool = true,
                 connectTimeout: Double = 10, keepaliveInterval: Double = 5, keepaliveCountMax: Int = 3,
                 credentials: CredentialsMode = .forward, platforms: [Platform], labels: [String: String] = [:],
                 sshConfig: String? = nil, jump: [String]? = nil, hostFields: Set<String> = []) {
@@ -84,6 +86,7 @@ public struct HostSpec: Sendable, Equatable, Codable {
         self.engine = engine
         self.workDir = workDir
         self.maxJobs = maxJobs
+        self.layerCache = layerCache
         self.connectTimeout = connectTimeout
         self.keepaliveInterval = keepaliveInterval
         self.keepaliveCountMax = keepaliveCountMax

@@ -15,7 +15,7 @@ import Testing
         let json = #"{"defaults": {"usr": "x"}, "hosts": []}"#
         expectError(json, path: "defaults.usr", at: #""usr""#,
                     message: "allowed: connectTimeout, credentials, engine, hostKeyPolicy, identityFile, jump, keepaliveCountMax, "
-                        + "keepaliveInterval, knownHosts, maxJobs, port, sshConfig, user, workDir")
+                        + "keepaliveInterval, knownHosts, layerCache, maxJobs, port, sshConfig, user, workDir")
     }
 
     @Test func unknownKeyInAHostIsRefusedWithItsIndex() {
