@@ -50,7 +50,7 @@ let package = Package(
         .executableTarget(name: "coordinator", dependencies: ["CLI"]),
 
         /// Benchmark driver: exercises library pieces the CLI has no command for (bench/*.sh call it).
-        .executableTarget(name: "coordinator-bench", dependencies: ["SSH", "Support"], path: "bench/driver"),
+        .executableTarget(name: "coordinator-bench", dependencies: ["SSH", "Build", "Support"], path: "bench/driver"),
 
         // MARK: Test support
 

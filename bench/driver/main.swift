@@ -2,6 +2,7 @@
 //   coordinator-bench upload --address A --port P --user U --key K --known-hosts F [--compression C]
 //                            [--jump [user@]host[:port][,…]] SRC DEST
 // --jump goes through those hops (same key and known_hosts), as an inventory `jump` would.
+import Build
 import Foundation
 import SSH
 import Support
@@ -37,6 +38,26 @@ let compression = UploadCompression(rawValue: option("--compression", args) ?? "
 let src = args[args.count - 2], dest = args[args.count - 1]
 do {
     let c = try await SSHConnection.connect(target)
+    if let cache = option("--cache", args) {
+        // As builds upload: hash the tree, send only the files the host's cache lacks, rebuild the tree there.
+        let start = Date()
+        // A tree without a Dockerfile: give it an empty one from outside (it travels as .coordinator/Dockerfile).
+        let dockerfile = NSTemporaryDirectory() + "/coordinator-bench-\(getpid()).Dockerfile"
+        FileManager.default.createFile(atPath: dockerfile, contents: Data())
+        defer { try? FileManager.default.removeItem(atPath: dockerfile) }
+        let context = try PreparedContext.prepare(ContextOptions(context: src, dockerfile: FileManager.default.fileExists(atPath: src + "/Dockerfile") ? nil : dockerfile))
+        let plan = ContextUploadPlan(context: context, cache: ContextCache(directory: cache))
+        let probe = try await c.run(plan.probe.command, input: .producer(plan.probe.input()))
+        var sent: Int64 = 0
+        for step in plan.steps(afterProbe: probe.stdoutText) ?? [] {
+            let out = try await c.run(step.command, input: .producer(step.input()))
+            guard out.status.succeeded else { throw SSHError(host: "bench", kind: .protocolError, message: out.stderrText) }
+            if case .sendBlobs = step.kind { sent += step.inputBytes }
+        }
+        await c.close()
+        print("{\"seconds\": \(Date().timeIntervalSince(start)), \"wireBytes\": \(sent), \"compression\": \"cache\", \"tree\": \"\(plan.treePath)\"}")
+        exit(0)
+    }
     let stats = try await c.upload(directory: src, to: dest, compression: compression)
     await c.close()
     print("{\"seconds\": \(stats.seconds), \"wireBytes\": \(stats.wireBytes), \"compression\": \"\(stats.compression.rawValue)\"}")
