@@ -58,7 +58,7 @@ do {
         print("{\"seconds\": \(Date().timeIntervalSince(start)), \"wireBytes\": \(sent), \"compression\": \"cache\", \"tree\": \"\(plan.treePath)\"}")
         exit(0)
     }
-    let stats = try await c.upload(directory: src, to: dest, compression: compression)
+    let stats = try await c.upload(directory: src, to: dest, compression: compression, streams: Int(option("--streams", args) ?? "0") ?? 0)
     await c.close()
     print("{\"seconds\": \(stats.seconds), \"wireBytes\": \(stats.wireBytes), \"compression\": \"\(stats.compression.rawValue)\"}")
 } catch {
