@@ -57,9 +57,9 @@ extension SSHConnection {
             for try await c in group { all.append(c) }
             return all
         }
-        defer { for c in extra { Task { await c.close() } } }
         let sessions = [self] + extra
-        let total = try await withThrowingTaskGroup(of: Int64.self) { group in
+        let result: Result<Int64, Error>
+        do { result = .success(try await withThrowingTaskGroup(of: Int64.self) { group in
             for (i, list) in lists.enumerated() {
                 let session = sessions[i]
                 let local = "tar -cf - -C \(Shell.quote(directory)) --null --no-recursion -T \(Shell.quote(list))" + pack
@@ -68,7 +68,10 @@ extension SSHConnection {
             var sum: Int64 = 0
             for try await n in group { sum += n; progress?(sum) }
             return sum
-        }
+        }) } catch { result = .failure(error) }
+        // Closed before returning, never left in flight (a close racing process exit crashed before).
+        for c in extra { await c.close() }
+        let total = try result.get()
         return UploadStats(wireBytes: total, seconds: Date.timeIntervalSinceReferenceDate - start, compression: codec)
     }
 
