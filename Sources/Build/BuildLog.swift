@@ -133,7 +133,7 @@ public final class BuildLog: @unchecked Sendable {
         tails[platform] = t
         if files[platform] == nil {
             let path = file(for: platform)
-            FileManager.default.createFile(atPath: path, contents: nil)
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
             files[platform] = FileHandle(forWritingAtPath: path)
         }
         files[platform]?.write(Data((prefix + " " + line + "\n").utf8))

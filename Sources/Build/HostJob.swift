@@ -59,7 +59,6 @@ struct HostJob: Sendable {
     }
 
     func run() async -> JobOutcome {
-        let p = platform.description
         let connection: SSHConnection
         do {
             connection = try await SSHConnection.connect(host.sshTarget)

@@ -70,7 +70,10 @@ public enum ImagePipeline {
         }
         let registryHost = request.tags.first?.registry
         let plainHTTP = registryHost.map { run.registry.usesPlainHTTP($0) } ?? false
-        let authJSON = registryHost.flatMap { host in (try? run.registry.credentials.credential(for: host)).flatMap { $0 }.flatMap { try? Credential.authFile([host: $0]) } }
+        // `credentials: forward`: the host gets a short-lived auth file with the credential resolved here.
+        let authJSON = registryHost.flatMap { host in
+            (try? run.registry.credentials.credential(for: host)).flatMap { $0 }.flatMap { try? Credential.authFile([host: $0]) }
+        }
         let publisher = Publisher(client: RegistryClient(run.registry))
         var layoutStaging: String?
         if case .ociLayout = request.output { layoutStaging = logDirectory + "/layouts" }

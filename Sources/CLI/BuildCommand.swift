@@ -238,20 +238,6 @@ enum BuildCommand {
             exitCode: o.exitCode.rawValue, runID: runID, logDirectory: o.logDirectory, output: output, error: o.error))
     }
 
-    /// A docker-style auth file for `credentials: forward` hosts, or nil for anonymous.
-    static func authFile(registry: String, credentials: any CredentialSource) throws -> Data? {
-        guard let cred = try credentials.credential(for: registry) else { return nil }
-        return try Credential.authFile([registry: cred])
-    }
-
-    static func runID() -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return f.string(from: Date()) + "-" + String(UUID().uuidString.lowercased().prefix(6))
-    }
-
     /// Where run records live: `$COORDINATOR_STATE_DIR/runs`, else RunRecords' default
     /// (`$XDG_STATE_HOME/coordinator/runs`, `/var/lib/coordinator/runs` as root, `~/.local/state/coordinator/runs`).
     static func recordsDirectory() -> URL {

@@ -155,7 +155,7 @@ extension SSHConnection {
         let out = Pipe()
         // stderr goes to a file, not a pipe nobody drains while the upload runs (a chatty tar would block).
         let errPath = NSTemporaryDirectory() + "/coordinator-pack-\(UUID().uuidString).err"
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: errPath) }
         process.standardOutput = out
         process.standardError = FileHandle(forWritingAtPath: errPath)
