@@ -110,7 +110,6 @@ extension SSHConnection {
     /// `target.address:target.port` from there. A hop that fails refuses the whole path, naming the hop.
     func openThroughJumpHosts() async throws {
         let chain = target.jump
-        let deadline = Date.timeIntervalSinceReferenceDate + target.connectTimeout
         let lease: JumpLease
         do {
             lease = try await JumpRegistry.shared.acquire(chain)
@@ -118,6 +117,9 @@ extension SSHConnection {
             throw throughHop(error)
         }
         jumpLease = lease
+        // As with OpenSSH's ProxyJump, each hop gets its own ConnectTimeout: the bastion's handshake (which may
+        // have queued behind other targets of the same bastion) does not eat into the target's.
+        let deadline = Date.timeIntervalSinceReferenceDate + target.connectTimeout
         do {
             socket = try await lease.bastion.openTunnel(host: target.address, port: target.port, deadline: deadline)
         } catch let error as SSHError {

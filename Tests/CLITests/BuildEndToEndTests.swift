@@ -121,7 +121,7 @@ let sharedRegistry: Result<(RegistryServer, String), Error> = Result {
     @Test func twoPlatformsPublishOneIndexUnderEveryTagReadBackBySkopeo() throws {
         let ctx = try context("FROM scratch\nCOPY hello.txt /hello.txt\n", files: ["hello.txt": "hi\n"])
         let r = try build(ctx, tags: ["1.0", "stable"])
-        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.status == 0, "\(diagnosis(r.stderr))")
         let (index, digest) = try rawIndex("1.0")
         #expect(platforms(of: index) == ["linux/amd64", "linux/arm64"])
         #expect(try rawIndex("stable").digest == digest)
@@ -139,7 +139,7 @@ let sharedRegistry: Result<(RegistryServer, String), Error> = Result {
     @Test func platformSubsetBuildsOnlyThatPlatform() throws {
         let ctx = try context("FROM scratch\nCOPY a /a\n", files: ["a": "a"])
         let r = try build(ctx, extra: ["--platform", "arm64"])
-        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.status == 0, "\(diagnosis(r.stderr))")
         #expect(platforms(of: try rawIndex("1.0").json) == ["linux/arm64"])
     }
 
@@ -160,7 +160,7 @@ let sharedRegistry: Result<(RegistryServer, String), Error> = Result {
         }
         let r = try build(ctx)
         #expect(await killer.value)
-        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.status == 0, "\(diagnosis(r.stderr))")
         let arm = platformResults(r.report).first { $0["platform"] as? String == "linux/arm64" }
         #expect(arm?["host"] as? String == "h3")
         #expect(arm?["attempts"] as? Int == 2)
@@ -175,7 +175,7 @@ let sharedRegistry: Result<(RegistryServer, String), Error> = Result {
         try fleet.kill(fleet.hosts[1])
         try fleet.kill(fleet.hosts[2])
         let r = try build(ctx)
-        #expect(r.status == 4, "\(r.stderr)")
+        #expect(r.status == 4, "\(diagnosis(r.stderr))")
         #expect(try rawIndex("1.0").digest == before)
         #expect(section(r.report)["missingPlatforms"] as? [String] == ["linux/arm64"])
     }
@@ -185,7 +185,7 @@ let sharedRegistry: Result<(RegistryServer, String), Error> = Result {
         try fleet.kill(fleet.hosts[2])
         let ctx = try context("FROM scratch\nCOPY v /v\n", files: ["v": "p"])
         let r = try build(ctx, extra: ["--allow-partial"])
-        #expect(r.status == 3, "\(r.stderr)")
+        #expect(r.status == 3, "\(diagnosis(r.stderr))")
         let (index, _) = try rawIndex("1.0")
         #expect(platforms(of: index) == ["linux/amd64"])
         #expect((index["annotations"] as? [String: String])?["dev.coordinator.missing-platforms"] == "linux/arm64")
@@ -196,7 +196,7 @@ let sharedRegistry: Result<(RegistryServer, String), Error> = Result {
     @Test func dockerfileErrorExits1AndIsTriedOnlyOnce() throws {
         let ctx = try context("FROM BASE\nRUN exit 3\n")
         let r = try build(ctx, extra: ["--platform", "linux/arm64"])
-        #expect(r.status == 1, "\(r.stderr)")
+        #expect(r.status == 1, "\(diagnosis(r.stderr))")
         let arm = platformResults(r.report).first
         #expect(arm?["attempts"] as? Int == 1)
         #expect(arm?["status"] as? String == "build-failed")
@@ -209,7 +209,7 @@ let sharedRegistry: Result<(RegistryServer, String), Error> = Result {
         let hostile = "$(touch \(marker)) \"q\" 'x' ;|&"
         let ctx = try context("FROM scratch\nARG HOSTILE\nLABEL test.arg=\"$HOSTILE\"\nCOPY f /f\n", files: ["f": "f"])
         let r = try build(ctx, extra: ["--build-arg", "HOSTILE=\(hostile)", "--label", "test.label=\(hostile)", "--platform", "linux/amd64"])
-        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.status == 0, "\(diagnosis(r.stderr))")
         let cfg = try skopeo(["inspect", "--tls-verify=false", "--override-arch", "amd64", "--config", "docker://\(repo):1.0"])
         let labels = ((try JSONSerialization.jsonObject(with: Data(cfg.utf8)) as! [String: Any])["config"] as? [String: Any])?["Labels"] as? [String: String]
         #expect(labels?["test.arg"] == hostile)
@@ -221,7 +221,7 @@ let sharedRegistry: Result<(RegistryServer, String), Error> = Result {
         let ctx = try context("FROM scratch\nCOPY . /ctx/\n", files: ["real.txt": "r"])
         try FileManager.default.createSymbolicLink(atPath: ctx + "/passwd", withDestinationPath: "/etc/passwd")
         let r = try build(ctx, extra: ["--platform", "linux/amd64"])
-        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.status == 0, "\(diagnosis(r.stderr))")
         let trees = fleet.hosts[0].workDir + "/cache/contexts"
         let tree = try FileManager.default.contentsOfDirectory(atPath: trees).first.map { trees + "/" + $0 }
         #expect(tree != nil)
@@ -271,7 +271,7 @@ let sharedRegistry: Result<(RegistryServer, String), Error> = Result {
         #expect(!remoteLeftovers().isEmpty)
         // …which the next run (lock free again) sweeps on contact.
         let next = try build(try context("FROM scratch\nCOPY f /f\n", files: ["f": "n"]), extra: ["--lock", lock])
-        #expect(next.status == 0, "\(next.stderr)")
+        #expect(next.status == 0, "\(diagnosis(next.stderr))")
         #expect(remoteLeftovers().isEmpty, "left: \(remoteLeftovers())")
     }
 
@@ -282,7 +282,7 @@ let sharedRegistry: Result<(RegistryServer, String), Error> = Result {
         try fleet.installShim("buildah", on: fleet.hosts[2], script: shim)
         let ctx = try context("FROM scratch\nCOPY f /f\n", files: ["f": "m"])
         let r = try build(ctx)
-        #expect(r.status == 4, "\(r.stderr)")
+        #expect(r.status == 4, "\(diagnosis(r.stderr))")
         let arm = platformResults(r.report).first { $0["platform"] as? String == "linux/arm64" }
         #expect((arm?["reason"] as? String)?.contains("never relabelled") == true)
         #expect(throws: (any Error).self) { try self.rawIndex("1.0") }
@@ -292,7 +292,7 @@ let sharedRegistry: Result<(RegistryServer, String), Error> = Result {
         let ctx = try context("FROM scratch\nCOPY f /f\n", files: ["f": "o"])
         let out = fleet.dir + "/layout"
         let r = try coordinator(["build", "--hosts", fleet.inventoryPath, "--output", "oci:\(out)", "-t", "\(repo):2.0", "--progress", "plain", ctx])
-        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.status == 0, "\(diagnosis(r.stderr))")
         let raw = try skopeo(["inspect", "--raw", "oci:\(out):2.0"])
         #expect(platforms(of: try JSONSerialization.jsonObject(with: Data(raw.utf8)) as! [String: Any]) == ["linux/amd64", "linux/arm64"])
         let cfg = try skopeo(["inspect", "--override-arch", "arm64", "--config", "oci:\(out):2.0"])
@@ -303,7 +303,7 @@ let sharedRegistry: Result<(RegistryServer, String), Error> = Result {
     @Test func planPrintsHostsFallbacksAndQuotedCommandsAndTouchesNothing() throws {
         let ctx = try context("FROM scratch\nCOPY f /f\n", files: ["f": "p"])
         let r = try coordinator(["plan", "--hosts", fleet.inventoryPath, "-t", "\(repo):1.0", "--build-arg", "X=$(id)", ctx])
-        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.status == 0, "\(diagnosis(r.stderr))")
         #expect(r.stdout.contains("linux/arm64: h2"))
         #expect(r.stdout.contains("fallbacks: h3"))
         #expect(r.stdout.contains("'X=$(id)'"))

@@ -136,7 +136,7 @@ import Testing
                 let sock = try #require(env.split(separator: "\n").first { $0.hasPrefix("DOCKER_SOCK=") }?
                     .dropFirst("DOCKER_SOCK=".count).trimmingCharacters(in: CharacterSet(charactersIn: "'")))
                 let r = try runLocal(["docker", "-H", "unix://" + sock, "ps", "-aq"], timeout: 30)
-                #expect(r.status == 0, "\(r.stderr)")
+                #expect(r.status == 0, "\(diagnosis(r.stderr))")
                 return r.stdout.split(separator: "\n").map(String.init)
             }
         }

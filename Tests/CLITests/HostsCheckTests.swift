@@ -24,7 +24,7 @@ import Testing
         let fleet = try TestFleet.start(count: 20, archs: ["x86_64", "aarch64"])
         defer { fleet.stop() }
         let r = try check(fleet.inventoryPath)
-        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.status == 0, "\(diagnosis(r.stderr))")
         #expect(r.hosts.count == 20)
         #expect(r.hosts.allSatisfy { $0["status"] as? String == "ok" })
         #expect(r.hosts.map { $0["machine"] as? String } == (0..<20).map { $0 % 2 == 0 ? "x86_64" : "aarch64" })

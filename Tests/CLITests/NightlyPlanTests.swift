@@ -85,7 +85,7 @@ import Testing
         let metrics = fleet.dir + "/coordinator.prom"
         let r = try coordinator(["build", "--hosts", inventory, "--plan", plan, "--lock", fleet.dir + "/lock",
                                  "--metrics-file", metrics, "--metadata-file", fleet.dir + "/report.json", "--progress", "plain"])
-        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.status == 0, "\(diagnosis(r.stderr))")
         for i in 1...6 { #expect(published("img\(i)"), "img\(i) not published") }
         for (i, h) in fleet.hosts.enumerated() {
             let limit = i < 2 ? 1 : 2
@@ -110,7 +110,7 @@ import Testing
                                   ("good2", "FROM scratch\nCOPY name.txt /n\n")])
         let report = fleet.dir + "/report.json"
         let r = try coordinator(["build", "--hosts", fleet.inventoryPath, "--plan", plan, "--metadata-file", report, "--lock", fleet.dir + "/lock"])
-        #expect(r.status == 1, "\(r.stderr)")
+        #expect(r.status == 1, "\(diagnosis(r.stderr))")
         #expect(published("good1"))
         #expect(published("good2"))
         #expect(!published("broken"))

@@ -121,7 +121,7 @@ final class JumpLab: @unchecked Sendable {
     func target(_ name: String, _ address: String, port: Int = 22, knownHosts: String? = nil, keepalive: Double = 5,
                 jump: [SSHTarget] = []) -> SSHTarget {
         SSHTarget(name: name, address: address, port: port, user: "root", identityFile: clientKey,
-                  knownHosts: knownHosts ?? self.knownHosts, connectTimeout: 5, keepaliveInterval: keepalive,
+                  knownHosts: knownHosts ?? self.knownHosts, connectTimeout: 15, keepaliveInterval: keepalive,
                   keepaliveCountMax: 3, jump: jump)
     }
 
@@ -315,7 +315,7 @@ private final class LabCounter: @unchecked Sendable {
         env["COORDINATOR_STATE_DIR"] = lab.dir + "/state"
         let r = try runLocal([try coordinatorBinary(), "build", "--hosts", lab.dir + "/inventory.json", "--output", "oci:\(layout)",
                               "-t", "example.com/team/hidden:1", "--progress", "plain", ctx], env: env, timeout: 180)
-        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.status == 0, "\(diagnosis(r.stderr))")
         let raw = try runLocal(["skopeo", "inspect", "--raw", "oci:\(layout):1"])
         #expect(raw.status == 0, "\(raw.stderr)")
         let index = try JSONSerialization.jsonObject(with: Data(raw.stdout.utf8)) as? [String: Any]

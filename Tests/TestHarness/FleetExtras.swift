@@ -28,3 +28,15 @@ public func coordinatorBinary() throws -> String {
     }
     throw RegistryHarnessError("coordinator binary not found under \(packageRoot)/.build/debug (run swift build first)")
 }
+
+/// A coordinator run's stderr for a failed expectation, most telling part first: the lines that report a
+/// failure (error, failed, lost, retry, exit), then the last 40 lines (the summary), then everything. A CI log
+/// that keeps only the head of a long message still shows why the run failed.
+public func diagnosis(_ stderr: String) -> String {
+    let lines = stderr.split(separator: "\n", omittingEmptySubsequences: false)
+    let words = ["error", "fail", "lost", "retry", "exit", "refused", "timed out", "timeout", "killed"]
+    let notable = lines.filter { line in words.contains { line.localizedCaseInsensitiveContains($0) } }
+    return "notable lines:\n" + notable.prefix(60).joined(separator: "\n")
+        + "\n--- last 40 lines:\n" + lines.suffix(40).joined(separator: "\n")
+        + "\n--- whole stderr:\n" + stderr
+}
