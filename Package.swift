@@ -59,13 +59,13 @@ let package = Package(
 
         // MARK: Tests
 
-        .testTarget(name: "SupportTests", dependencies: ["Support"]),
+        .testTarget(name: "SupportTests", dependencies: ["Support", "TestHarness"]),
         .testTarget(name: "InventoryTests", dependencies: ["Inventory", "TestHarness"]),
         .testTarget(name: "OCITests", dependencies: ["OCI"]),
         .testTarget(name: "SSHTests", dependencies: ["SSH", "TestHarness"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "OCI", "TestHarness"]),
         .testTarget(name: "BuildTests", dependencies: ["Build", "TestHarness"]),
         .testTarget(name: "CLITests", dependencies: ["CLI", "TestHarness", "coordinator"]),
-        .testTarget(name: "ReportTests", dependencies: ["Report", "Support"]),
+        .testTarget(name: "ReportTests", dependencies: ["Report", "Support", "TestHarness"]),
     ]
 )

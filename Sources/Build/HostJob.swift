@@ -69,7 +69,8 @@ struct HostJob: Sendable {
         // Clean up off the critical path (publishing need not wait for it), but even when the task was
         // cancelled (a detached task is not), and always before the process exits (`Cleanups.drain`).
         let c = connection, dir = runDir
-        let gc = ContextCache(workDir: host.workDir).collectGarbageCommand(keep: HostJob.cachedContextsKept, days: HostJob.cachedContextDays)
+        let gc = ContextCache(workDir: host.workDir).collectGarbageCommand(keep: HostJob.cachedContextsKept, days: HostJob.cachedContextDays,
+                                                                            runs: host.workDir + "/runs")
         await Cleanups.shared.add(Task.detached {
             _ = try? await c.runPlain("rm -rf \(Shell.quote(dir)); " + gc, timeout: 60)
             await c.close()
@@ -80,7 +81,12 @@ struct HostJob: Sendable {
     private func attempt(_ connection: SSHConnection) async -> JobOutcome {
         let p = platform.description
         do {
-            let mk = try await connection.runPlain(Self.sweepStaleRuns(workDir: host.workDir) + "\nmkdir -p \(Shell.quote(runDir)) && chmod 700 \(Shell.quote(runDir))", timeout: 60)
+            // The run folder names its context tree before the tree is uploaded or reused, so another job's
+            // garbage collection on this host never removes a tree this build is about to read.
+            let inUse = ContextCache(workDir: host.workDir).inUseName(context.manifest)
+            let mk = try await connection.runPlain(Self.sweepStaleRuns(workDir: host.workDir)
+                + "\nmkdir -p \(Shell.quote(runDir)) && chmod 700 \(Shell.quote(runDir)) && printf '%s\\n' \(Shell.quote(inUse)) > \(Shell.quote(runDir + "/.context"))",
+                timeout: 60)
             guard mk.status.succeeded else { return .infrastructure("cannot create run folder \(runDir): \(mk.stderrText)") }
             let (contextDir, sent) = try await uploadContext(connection)
             log.note(p, host.name, sent == 0 ? "context \(context.manifest.digestHex.prefix(12)) already on host: 0 bytes sent" : "context sent: \(sent) bytes")

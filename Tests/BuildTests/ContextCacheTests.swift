@@ -108,3 +108,25 @@ private func tree(_ d: TempDir) throws {
     // Blobs no tree links to any more are kept until unchanged for `days` days (their ctime is today).
     #expect(try FileManager.default.contentsOfDirectory(atPath: host.sub("cache/blobs/sha256")).count == 2)
 }
+
+@Test func garbageCollectionNeverRemovesATreeALiveRunNames() throws {
+    let a = try TempDir(), b = try TempDir(), host = try TempDir()
+    defer { a.cleanup(); b.cleanup(); host.cleanup() }
+    try a.write("Dockerfile", "one")
+    try b.write("Dockerfile", "two")
+    let cache = ContextCache(workDir: host.path)
+    let busy = try PreparedContext.prepare(ContextOptions(context: a.path))
+    let idle = try PreparedContext.prepare(ContextOptions(context: b.path))
+    _ = try upload(busy, to: cache)
+    _ = try upload(idle, to: cache)
+    // A build on this host (another job, maybe another coordinator) is reading `busy`.
+    try host.write("runs/run-1/.context", cache.inUseName(busy.manifest) + "\n")
+    let r = try run(["sh", "-c", cache.collectGarbageCommand(keep: 0, days: 30, runs: host.sub("runs"))])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(FileManager.default.fileExists(atPath: cache.treePath(busy.manifest) + "/Dockerfile"))
+    #expect(!FileManager.default.fileExists(atPath: cache.treePath(idle.manifest)))
+    // Once the run folder is gone, the tree is collected like any other.
+    try FileManager.default.removeItem(atPath: host.sub("runs/run-1"))
+    #expect(try run(["sh", "-c", cache.collectGarbageCommand(keep: 0, days: 30, runs: host.sub("runs"))]).status == 0)
+    #expect(!FileManager.default.fileExists(atPath: cache.treePath(busy.manifest)))
+}

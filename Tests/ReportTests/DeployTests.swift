@@ -1,4 +1,5 @@
 import Foundation
+import TestHarness
 import Testing
 
 /// Deploy/ scripts and units, checked with the real tools: shellcheck, systemd-analyze, bash. (They live in
@@ -37,9 +38,7 @@ import Testing
     }
 
     static func tempDir() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("deploy-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir
+        try Scratch.directory("deploy")
     }
 
     static let osReleases = [

@@ -1,6 +1,7 @@
 import Foundation
 import Report
 import Support
+import TestHarness
 import Testing
 
 /// A strict reader of the Prometheus text exposition format 0.0.4, independent of the writer's own reader:
@@ -179,8 +180,7 @@ extension Unicode.Scalar {
     }
 
     func tempFile() throws -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("metrics-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try Scratch.directory("metrics")
         return dir.appendingPathComponent("coordinator.prom").path
     }
 

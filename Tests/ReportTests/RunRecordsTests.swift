@@ -1,6 +1,7 @@
 import Foundation
 import Report
 import Support
+import TestHarness
 import Testing
 
 @Suite struct RunRecordsTests {
@@ -8,7 +9,7 @@ import Testing
     static let t0 = Date(timeIntervalSince1970: 1_764_727_200) // 2025-12-03 02:00:00 UTC
 
     init() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("runs-\(UUID().uuidString)/runs")
+        let dir = try Scratch.directory("runs").appendingPathComponent("runs")
         store = RunRecords(stateDir: dir)
     }
 

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import Support
+import TestHarness
 import Testing
 
 /// Real processes hold and contend for the lock: util-linux `flock` and `sh` are the foreign runs.
@@ -10,8 +11,7 @@ import Testing
     let path: String
 
     init() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("runlock-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try Scratch.directory("runlock")
         path = dir.appendingPathComponent("coordinator.lock").path
     }
 

@@ -67,6 +67,8 @@ public final class RegistryServer: @unchecked Sendable {
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice
         try process.run()
+        // A registry shared by the whole process (a global) is never deinitialised: stop it at exit.
+        AtExit.register { [weak self] in self?.stop() }
         do { try RegistryTools.waitForPort(port) } catch {
             stop()
             let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""

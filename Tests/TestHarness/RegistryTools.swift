@@ -66,9 +66,7 @@ public enum RegistryTools {
 
     /// A fresh temporary directory.
     public static func temporaryDirectory(_ prefix: String) throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
+        try Scratch.directory(prefix)
     }
 
     /// A TCP port on 127.0.0.1 free right now.

@@ -221,10 +221,12 @@ public struct ContextCache: Sendable, Equatable {
 
     /// Command that removes cached trees beyond the `keep` most recently used or unused for more than
     /// `days` days, half-built trees and work folders older than a day, and blobs and mode copies no tree
-    /// links to (unchanged for `days`).
-    public func collectGarbageCommand(keep: Int, days: Int) -> String {
+    /// links to (unchanged for `days`). A tree named in a run folder's `.context` file under `runs` (a build
+    /// on this host that may still read it, of this coordinator or another) is never removed.
+    public func collectGarbageCommand(keep: Int, days: Int, runs: String? = nil) -> String {
         let script = """
-            set -eu; c=$1; keep=$2; days=$3
+            set -eu; c=$1; keep=$2; days=$3; runs=${4:-}
+            inuse() { [ -n "$runs" ] && cat "$runs"/*/.context 2>/dev/null | grep -qxF "$1"; }
             r() { rm -rf "$@" 2>/dev/null || { chmod -R u+w "$@" 2>/dev/null || :; rm -rf "$@"; }; }
             for t in "$c/incoming"/*; do
               [ -e "$t" ] && [ -n "$(find "$t" -prune -mtime +0)" ] && r "$t"
@@ -235,7 +237,7 @@ public struct ContextCache: Sendable, Equatable {
               case $h in *.*) continue;; esac
               [ -h "$h" ] || continue
               i=$((i+1))
-              if [ "$i" -gt "$keep" ] || [ -n "$(find "$h" -prune -mtime +"$days")" ]; then
+              if { [ "$i" -gt "$keep" ] || [ -n "$(find "$h" -prune -mtime +"$days")" ]; } && ! inuse "$h"; then
                 t=$(readlink "$h"); rm -f "$h"; r "./$t"
               fi
             done
@@ -247,8 +249,11 @@ public struct ContextCache: Sendable, Equatable {
             [ -d "$c/blobs" ] && find "$c/blobs" -type f -links 1 -ctime +"$days" -exec rm -f {} +
             exit 0
             """
-        return Shell.join(["sh", "-c", script, "sh", directory, String(keep), String(days)])
+        return Shell.join(["sh", "-c", script, "sh", directory, String(keep), String(days)] + (runs.map { [$0] } ?? []))
     }
+
+    /// The name `collectGarbageCommand` looks for in a run folder's `.context` file.
+    public func inUseName(_ manifest: ContextManifest) -> String { manifest.digestHex }
 
     // MARK: Helpers
 
