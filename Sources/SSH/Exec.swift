@@ -68,12 +68,15 @@ extension SSHConnection {
     /// Runs `$1` as the leader of a new process group recording its pid in `$0`, so a second channel can kill
     /// the group (libssh2 1.10 has no channel signals). A watchdog kills the group when the connection's sshd
     /// process ends (coordinator killed, network gone): no build outlives its coordinator by more than ~1 s, and
-    /// `$0.orphaned` tells the next run that the folder holding the pid file is stale.
+    /// `$0.orphaned` tells the next run that the folder holding the pid file is stale. The watchdog goes by the
+    /// pid file, which the wrapper removes on exit, not by `kill -0 $$` alone: on a busy host the pid may be
+    /// reused within the watchdog's second, and an unrelated process group must never be signalled.
     static let groupWrapper = """
         echo $$ >"$0"; trap 'rm -f "$0"' EXIT; trap 'exit 143' TERM INT HUP
         gp=$(cut -d' ' -f4 /proc/$PPID/stat 2>/dev/null)
-        [ -n "$gp" ] && ( while kill -0 "$gp" 2>/dev/null && kill -0 $$ 2>/dev/null; do sleep 1; done
-          kill -0 $$ 2>/dev/null && : >"$0.orphaned" && kill -TERM -$$ ) </dev/null >/dev/null 2>&1 &
+        mine() { [ "$(cat "$0" 2>/dev/null)" = $$ ] && kill -0 $$ 2>/dev/null; }
+        [ -n "$gp" ] && ( while kill -0 "$gp" 2>/dev/null && mine; do sleep 1; done
+          mine && : >"$0.orphaned" && kill -TERM -$$ ) </dev/null >/dev/null 2>&1 &
         /bin/sh -c "$1"
         """
 
