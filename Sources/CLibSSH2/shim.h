@@ -30,6 +30,14 @@ static inline int coord_fcntl_nonblock(int fd) {
     int flags = fcntl(fd, F_GETFL, 0);
     return fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
+/* Grows a pipe's kernel buffer (Linux F_SETPIPE_SZ); returns the new size or -1. */
+static inline int coord_set_pipe_size(int fd, int size) {
+#ifdef F_SETPIPE_SZ
+    return fcntl(fd, F_SETPIPE_SZ, size);
+#else
+    return fcntl(fd, 1031, size);
+#endif
+}
 static inline int coord_fcntl_block(int fd) {
     int flags = fcntl(fd, F_GETFL, 0);
     return fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);

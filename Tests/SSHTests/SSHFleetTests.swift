@@ -229,6 +229,14 @@ import Testing
             #expect((try fm.attributesOfItem(atPath: d + "/run.sh")[.posixPermissions] as? Int) == 0o755)
         }
         #expect(seen.value > 0)
+        // A host whose tar is busybox's (no `-b`) unpacks the same stream with its own defaults.
+        try fleet.installShim("tar", on: fleet.hosts[0], script: "#!/bin/sh\nexec /bin/busybox tar \"$@\"\n")
+        defer { try? fm.removeItem(atPath: fleet.hosts[0].dir + "/bin/tar") }
+        let d = dst + "-busybox"
+        _ = try await c.upload(directory: src, to: d, compression: .zstd)
+        #expect(fm.contents(atPath: d + "/a/b/blob") == Data(repeating: 7, count: 300_000))
+        #expect(try fm.destinationOfSymbolicLink(atPath: d + "/passwd") == "/etc/passwd")
+        #expect((try fm.attributesOfItem(atPath: d + "/run.sh")[.posixPermissions] as? Int) == 0o755)
         await c.close()
     }
 
