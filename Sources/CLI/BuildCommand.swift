@@ -4,6 +4,7 @@ import Inventory
 import OCI
 import Registry
 import Report
+import SSH
 import Support
 
 /// `coordinator build` and `coordinator plan`.
@@ -193,6 +194,7 @@ enum BuildCommand {
         let outcomes = await work.value
         // Remote run folders (and their auth files) are gone before we report or exit, also after a signal.
         await Cleanups.shared.drain()
+        await JumpHosts.drain()
         signals.disarm()
         var code = ImagePipeline.worst(outcomes.map(\.exitCode))
         if let sig = signals.received { code = sig == SIGINT ? .interrupted : .terminated }

@@ -1,6 +1,7 @@
 import Build
 import Foundation
 import Inventory
+import SSH
 import Support
 
 /// `coordinator hosts …`: vet the fleet.
@@ -27,6 +28,8 @@ enum HostsCommand {
                 let fleet = try Fleet.load(path: try args.require("--hosts"))
                 for host in fleet.hosts { _ = try host.sshConfigured() }
                 let results = await Preflight.check(fleet.hosts)
+                // Bastion sessions given back during the checks are disconnected before output and exit.
+                await JumpHosts.drain()
                 if args.value("--format") == "json" {
                     Console.shared.out(try JSONOutput.string(HostCheckReport(results)))
                 } else {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The live bastion sessions of this process: every target behind the same chain shares one session per hop,
 /// reference counted; a hop's session closes when its last user does.
@@ -6,6 +7,23 @@ public enum JumpHosts {
     /// Users of each live bastion session, keyed by its chain (`user@host:port[,user@host:port…]`), for tests
     /// and diagnostics. A chain of two hops holds two entries (the second hop is the first hop's user).
     public static func activeSessions() async -> [String: Int] { await JumpRegistry.shared.snapshot() }
+
+    /// Waits until every bastion session that is being given back has disconnected (releases started by a
+    /// lease's deinit or by replacing a lost bastion run on their own): call before the process exits, so
+    /// no session is torn down by exit while its thread still uses it.
+    public static func drain() async {
+        while let next = pending.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) { await next.value }
+    }
+
+    private static let pending = Mutex<[Task<Void, Never>]>([])
+
+    /// Runs `work` as a task that `drain()` waits for.
+    @discardableResult
+    static func track(_ work: @escaping @Sendable () async -> Void) -> Task<Void, Never> {
+        let task = Task { await work() }
+        pending.withLock { $0.append(task) }
+        return task
+    }
 
     /// `user@host:port` of a hop, as the registry keys it.
     public static func key(_ chain: [SSHTarget]) -> String {
@@ -28,7 +46,7 @@ final class JumpLease: @unchecked Sendable {
     deinit {
         guard !released else { return }
         let key = bastion.key, id = id
-        Task { await JumpRegistry.shared.release(key: key, id: id) }
+        JumpHosts.track { await JumpRegistry.shared.release(key: key, id: id) }
     }
 
     func release() async {
@@ -97,11 +115,11 @@ actor JumpRegistry {
         guard entry.users <= 0 else { entries[key] = entry; return nil }
         entries[key] = nil
         let task = entry.task
-        return Task { if let bastion = try? await task.value { await bastion.shutdown() } }
+        return JumpHosts.track { if let bastion = try? await task.value { await bastion.shutdown() } }
     }
 
     private func close(_ bastion: Bastion) {
-        Task { await bastion.shutdown() }
+        JumpHosts.track { await bastion.shutdown() }
     }
 }
 

@@ -209,6 +209,19 @@ private final class LabCounter: @unchecked Sendable {
         #expect(await eventually { await JumpHosts.activeSessions().isEmpty })
     }
 
+    @Test func droppedConnectionGivesItsBastionBackBeforeDrainReturns() async throws {
+        var c: SSHConnection? = try await SSHConnection.connect(lab.target("target", lab.targetAddress, jump: [lab.bastion]))
+        #expect(try await c?.run("echo up").stdoutText == "up\n")
+        let key = "root@\(lab.bastionAddress):22"
+        #expect(await JumpHosts.activeSessions()[key] == 1)
+        weak var gone = c
+        c = nil  // never closed: the lease's deinit gives the bastion back on its own
+        // The session thread may hold it for a moment after its last command.
+        #expect(await eventually { gone == nil })
+        await JumpHosts.drain()
+        #expect(await JumpHosts.activeSessions()[key] == nil)
+    }
+
     @Test func bastionWithAnUnknownHostKeyRefusesTheWholePath() async throws {
         // The bastion checks against its own known_hosts (which lacks it); the target's would be fine.
         let onlyTarget = lab.dir + "/known_hosts.target-only"
