@@ -83,6 +83,7 @@ public struct EngineScript: Sendable {
             lines.append("\(tool) push -q --format oci --digestfile \(run)/digest \(Shell.quote(localName)) oci:\(run)/oci || exit \(Code.pushFailed)")
             lines += pushLayout()
         case .docker:
+            lines += dockerConfig()
             lines.append("if docker buildx version >/dev/null 2>&1; then")
             lines.append("echo \"coordinator: building \(platform) with docker buildx $(docker buildx version 2>&1 | head -n 1)\" >&2")
             lines += buildx()
@@ -131,6 +132,8 @@ public struct EngineScript: Sendable {
         var args = command + commonOptions() + ["-t", localName]
         // docker pulls through its daemon, which treats 127.0.0.0/8 as plain HTTP by itself.
         if insecureRegistry, engine != .docker { args.append("--tls-verify=false") }
+        // Forwarded credentials serve the base-image pulls too (docker gets them through `dockerConfig()`).
+        if hasAuthFile, engine != .docker { args += ["--authfile", runDir + "/auth.json"] }
         args.append(contextDir)
         return [environment + Shell.join(args), buildStatusCheck]
     }
@@ -157,6 +160,20 @@ public struct EngineScript: Sendable {
         return [Shell.join(args), buildStatusCheck] + after + [
             #"sed -n 's/.*"containerimage\.digest" *: *"\(sha256:[0-9a-f]\{64\}\)".*/\1/p' "# + "\(run)/buildx.json | head -n 1 > \(run)/digest",
             "[ -s \(run)/digest ] || { echo 'coordinator: docker buildx wrote no containerimage.digest' >&2; exit \(Code.pushFailed); }",
+        ]
+    }
+
+    /// docker with forwarded credentials: a per-run `DOCKER_CONFIG` whose config.json is the run's auth file
+    /// (the same `auths` format), so the classic builder's base pulls and buildx's push use them. The host's own
+    /// plugins, buildx builders and contexts are linked in; its other config.json settings do not apply.
+    private func dockerConfig() -> [String] {
+        guard hasAuthFile else { return [] }
+        let dir = Shell.quote(runDir + "/docker-config")
+        return [
+            "dc=${DOCKER_CONFIG:-$HOME/.docker}",
+            "mkdir -p \(dir) && ln -s ../auth.json \(dir)/config.json || exit \(Code.setupFailed)",
+            "for d in cli-plugins buildx contexts; do if [ -e \"$dc/$d\" ]; then ln -s \"$dc/$d\" \(dir)/\"$d\"; fi; done",
+            "export DOCKER_CONFIG=\(dir)",
         ]
     }
 

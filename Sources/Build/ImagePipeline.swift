@@ -70,10 +70,13 @@ public enum ImagePipeline {
         }
         let registryHost = request.tags.first?.registry
         let plainHTTP = registryHost.map { run.registry.usesPlainHTTP($0) } ?? false
-        // `credentials: forward`: the host gets a short-lived auth file with the credential resolved here.
-        let authJSON = registryHost.flatMap { host in
-            (try? run.registry.credentials.credential(for: host)).flatMap { $0 }.flatMap { try? Credential.authFile([host: $0]) }
+        // `credentials: forward`: the host gets a short-lived auth file with the credentials resolved here, for
+        // the tags' registry and the registries of the Dockerfile's base images.
+        var forwarded: [String: Credential] = [:]
+        for host in ([registryHost].compactMap { $0 } + BaseImages.registries(dockerfile: context.dockerfileText ?? "")) where forwarded[host] == nil {
+            if let credential = (try? run.registry.credentials.credential(for: host)).flatMap({ $0 }) { forwarded[host] = credential }
         }
+        let authJSON = forwarded.isEmpty ? nil : try? Credential.authFile(forwarded)
         let publisher = Publisher(client: RegistryClient(run.registry))
         var layoutStaging: String?
         if case .ociLayout = request.output { layoutStaging = logDirectory + "/layouts" }

@@ -3,6 +3,13 @@ import Support
 import TestHarness
 import Testing
 
+/// A registry that requires a login (htpasswd), holding the busybox base: only forwarded credentials reach it.
+let privateRegistry: Result<(RegistryServer, String), Error> = Result {
+    let server = try RegistryServer(auth: .htpasswd(user: "nightly", password: privateRegistryPassword))
+    return (server, try BuildHarness.pushBusyboxBase(to: server.host, credentials: "nightly:" + privateRegistryPassword))
+}
+let privateRegistryPassword = "pw-\(UUID().uuidString.prefix(8))"
+
 /// The same builds on every engine (issue 6, item 1): each engine on its own 2-host fleet (x86_64 + simulated
 /// aarch64), the shared registry, skopeo reading back. Missing engines or daemons fail the test, never skip it.
 @Suite(.serialized) struct EngineEndToEndTests {
@@ -115,6 +122,33 @@ import Testing
             #expect(throws: (any Error).self) { try self.raw("bad") }
         }
 
+        /// `credentials: forward` (the default) on a private registry: the base image is pulled and the result
+        /// pushed with the credential from the coordinator's docker config only (the hosts have no login).
+        /// With `pushToShared`, the tags go to the anonymous shared registry: the base's registry is then known
+        /// only from the Dockerfile's `FROM`, and its credential is forwarded all the same.
+        func buildFromAPrivateBaseWithForwardedCredentials(pushToShared: Bool = false) throws {
+            let (server, privateBase) = try privateRegistry.get()
+            let login = "nightly:" + privateRegistryPassword
+            try FileManager.default.createDirectory(atPath: fleet.dir + "/docker-config", withIntermediateDirectories: true)
+            try #"{"auths":{"\#(server.host)":{"auth":"\#(Data(login.utf8).base64EncodedString())"}}}"#
+                .write(toFile: fleet.dir + "/docker-config/config.json", atomically: true, encoding: .utf8)
+            let ctx = try context("FROM \(privateBase)\nRUN echo private-\(engine) > /p.txt\n", files: [:])
+            let pushTo = pushToShared ? try sharedRegistry.get().0.host : server.host
+            let target = "\(pushTo)/private/\(engine)-\(UUID().uuidString.lowercased().prefix(8))"
+            let meta = fleet.dir + "/meta-private.json"
+            let r = try coordinator(["build", "--hosts", fleet.inventoryPath, "--metadata-file", meta, "--progress", "plain",
+                                     "-t", target + ":1", ctx])
+            #expect(r.status == 0, "\(engine): \(diagnosis(r.stderr))")
+            #expect(!r.stderr.contains(privateRegistryPassword), "\(engine): the password reached the log")
+            let raw = try runLocal(["skopeo", "inspect", "--tls-verify=false", "--creds", login, "--raw", "docker://\(target):1"], timeout: 60)
+            #expect(raw.status == 0, "\(engine): \(raw.stderr)")
+            let index = (try? JSONSerialization.jsonObject(with: Data(raw.stdout.utf8))) as? [String: Any]
+            #expect((index?["manifests"] as? [Any])?.count == 2, "\(engine): \(raw.stdout)")
+            // Without the credential the registry refuses: the build did need what was forwarded.
+            let anonymous = try runLocal(["skopeo", "inspect", "--tls-verify=false", "--raw", "docker://\(pushToShared ? privateBase : target + ":1")"], timeout: 60)
+            #expect(anonymous.status != 0)
+        }
+
         func hostsCheck() throws -> [[String: Any]] {
             let r = try coordinator(["hosts", "check", "--hosts", fleet.inventoryPath, "--format", "json"])
             let json = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any]
@@ -155,6 +189,9 @@ import Testing
         let run = try EngineRun("buildah")
         #expect(try run.hostsCheck().map { $0["status"] as? String } == ["ok", "ok"])
         try run.buildBoth()
+        // First, while the hosts do not hold the private base yet.
+        try run.buildFromAPrivateBaseWithForwardedCredentials(pushToShared: true)
+        try run.buildFromAPrivateBaseWithForwardedCredentials()
     }
 
     @Test func podmanBuildsScratchAndRunImagesIntoOneIndex() throws {
@@ -163,6 +200,7 @@ import Testing
         #expect(check.map { $0["status"] as? String } == ["ok", "ok"], "\(check)")
         #expect(check.allSatisfy { ($0["engineVersion"] as? String)?.hasPrefix("podman version") == true })
         try run.buildBoth()
+        try run.buildFromAPrivateBaseWithForwardedCredentials()
     }
 
     @Test func dockerClassicBuildsScratchAndRunImagesIntoOneIndexAndStopsItsDaemonsByPID() throws {
@@ -175,6 +213,7 @@ import Testing
         #expect(check.map { $0["engineMode"] as? String } == ["classic", "classic"])
         #expect(check.allSatisfy { ($0["engineVersion"] as? String)?.hasPrefix("docker ") == true })
         try run.buildBoth()
+        try run.buildFromAPrivateBaseWithForwardedCredentials()
         #expect(try run.dockerContainers().isEmpty, "containers left behind (classic builder without --force-rm?)")
         run.fleet.stop()
         #expect(!pids.contains(where: processIsRunning), "dockerd left running")

@@ -4,7 +4,9 @@ import Foundation
 /// (busybox) so Dockerfiles can `RUN`, pushed once per registry.
 public enum BuildHarness {
     /// Pushes `REGISTRY/base/busybox:1` as an index for linux/amd64 and linux/arm64; returns the reference.
-    public static func pushBusyboxBase(to registry: String) throws -> String {
+    /// `credentials` (`user:password`) for a registry that requires them.
+    public static func pushBusyboxBase(to registry: String, credentials: String? = nil) throws -> String {
+        let creds = credentials.map { ["--creds", $0] } ?? []
         let images = try RegistryImages.shared.get()
         guard FileManager.default.isExecutableFile(atPath: "/bin/busybox") else {
             throw RegistryHarnessError("/bin/busybox missing (Debian package busybox-static)")
@@ -27,10 +29,10 @@ public enum BuildHarness {
             let name = "localhost/busybox-\(arch)-\(UUID().uuidString.lowercased().prefix(8))"
             try images.buildah(["commit", "-q", "--format", "oci", c, name])
             try images.buildah(["rm", c])
-            try images.push(name, to: "\(registry)/base/busybox:\(arch)")
-            try images.buildah(["manifest", "add", "--tls-verify=false", list, "docker://\(registry)/base/busybox:\(arch)"])
+            try images.push(name, to: "\(registry)/base/busybox:\(arch)", credentials: credentials)
+            try images.buildah(["manifest", "add", "--tls-verify=false"] + creds + [list, "docker://\(registry)/base/busybox:\(arch)"])
         }
-        try images.buildah(["manifest", "push", "-q", "--all", "--tls-verify=false", list, "docker://\(registry)/base/busybox:1"])
+        try images.buildah(["manifest", "push", "-q", "--all", "--tls-verify=false"] + creds + [list, "docker://\(registry)/base/busybox:1"])
         return "\(registry)/base/busybox:1"
     }
 }

@@ -90,6 +90,12 @@ public struct PreparedContext: Sendable {
     /// Things skipped with a reason (sockets, fifos, devices, unreadable names).
     public let warnings: [String]
 
+    /// The Dockerfile's text, read from its local file (nil if it cannot be read).
+    public var dockerfileText: String? {
+        guard let i = manifest.entries.firstIndex(where: { $0.path == dockerfilePath }) else { return nil }
+        return try? String(contentsOfFile: sources[i], encoding: .utf8)
+    }
+
     /// Walks and hashes the context described by `options`.
     public static func prepare(_ options: ContextOptions) throws(ContextError) -> PreparedContext {
         let walk = try ContextWalker(options).walk()
