@@ -39,7 +39,9 @@ extension SSHConnection {
         let host = try await probeHost()
         var codec = compression == .auto ? Self.codec(offered: host.codec) : compression
         if let sample, codec != .none, !(await sample.value) { codec = .none }
-        let streams = requested > 0 ? requested : (codec == .none ? 2 : 1)
+        // Through a jump host every stream rides the one bastion session, whose thread encrypts them all:
+        // a second stream only adds contention there.
+        let streams = requested > 0 ? requested : (codec == .none && target.jump.isEmpty ? 2 : 1)
         var pack: [[String]] = []
         // 128 KiB tar records instead of 10 KiB: a quarter fewer system calls on each side (GNU tar only; a
         // busybox host reads the same stream with its defaults).
