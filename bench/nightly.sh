@@ -30,6 +30,16 @@ RATIO_TARGET=0.6
 
 die() { echo "bench/nightly: $*" >&2; exit "${2:-1}"; }
 log() { echo "bench/nightly: $*" >&2; }
+# A failed coordinator run: its whole output is kept (the work folder is removed at exit) and the lines that
+# say why are printed first.
+die_run() { # LOG WHAT
+    local kept=${TMPDIR:-/tmp}/bench-nightly-failed-$$-${2// /-}.log
+    cp "$1" "$kept" 2>/dev/null || kept="(not kept)"
+    die "$2 failed; whole output in $kept; failure lines:
+$(grep -i -E 'fail|error|lost|exit' "$1" | head -n 40)
+last lines:
+$(tail -n 20 "$1")"
+}
 
 [[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || die "ROUNDS must be 1...99, got '$ROUNDS'" 2
 [[ $SLEEP =~ ^[0-9]+$ ]] || die "NIGHTLY_SLEEP must be whole seconds" 2
@@ -220,7 +230,7 @@ run_plan() { # ROUND
     write_plan "$d/plan.json" "$IMAGES" "r$1-plan" "$SLEEP"
     t0=$(now)
     coordinator build --hosts "$INV_A" --plan "$d/plan.json" --lock "$WORK/lock" --progress plain \
-        --metadata-file "$d/report.json" >"$d/out.log" 2>&1 || die "plan run (round $1) failed: $(tail -n 20 "$d/out.log")"
+        --metadata-file "$d/report.json" >"$d/out.log" 2>&1 || die_run "$d/out.log" "plan run round $1"
     t1=$(now)
     check_published "$IMAGES" "r$1-plan"
     elapsed "$t0" "$t1" >>"$WORK/plan.times"
@@ -234,7 +244,7 @@ run_sequential() { # ROUND
     for ((i = 1; i <= IMAGES; i++)); do
         coordinator build --hosts "$INV_A" --platform linux/amd64,linux/arm64 --lock "$WORK/lock" --progress plain \
             -t "$REGISTRY/bench/img$i:r$1-seq" "$d/img$i" >"$d/out$i.log" 2>&1 ||
-            die "sequential build img$i (round $1) failed: $(tail -n 20 "$d/out$i.log")"
+            die_run "$d/out$i.log" "sequential build img$i round $1"
     done
     t1=$(now)
     check_published "$IMAGES" "r$1-seq"
@@ -262,7 +272,7 @@ mkdir -p "$RSS_DIR"
 write_plan "$RSS_DIR/plan.json" "$RSS_IMAGES" rss 1
 COORDINATOR_STATE_DIR=$WORK/state bounded /usr/bin/time -v -o "$RSS_DIR/time.txt" "$COORDINATOR" build \
     --hosts "$FLEET_B/inventory.json" --plan "$RSS_DIR/plan.json" --lock "$WORK/lock" --progress plain \
-    >"$RSS_DIR/out.log" 2>&1 || die "32-host plan run failed: $(tail -n 20 "$RSS_DIR/out.log")"
+    >"$RSS_DIR/out.log" 2>&1 || die_run "$RSS_DIR/out.log" "32-host plan run"
 check_published "$RSS_IMAGES" rss
 RSS_KIB=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$RSS_DIR/time.txt")
 [[ $RSS_KIB =~ ^[0-9]+$ ]] || die "no peak RSS in /usr/bin/time output"
