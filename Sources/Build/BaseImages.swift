@@ -29,9 +29,11 @@ public enum BaseImages {
     private static func logicalLines(_ text: String) -> [String] {
         var lines: [String] = []
         var current = ""
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            let line = raw.trimmingCharacters(in: .whitespaces)
-            if current.isEmpty, line.hasPrefix("#") { continue }
+        // `isNewline`, not "\n": in Swift "\r\n" is one Character, so a CRLF file would be one line.
+        for raw in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
+            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+            // Comments and blank lines are skipped, also inside a continuation (as BuildKit does).
+            if line.hasPrefix("#") || (line.isEmpty && !current.isEmpty) { continue }
             if line.hasSuffix("\\") {
                 current += line.dropLast() + " "
             } else {

@@ -165,12 +165,14 @@ public struct EngineScript: Sendable {
 
     /// docker with forwarded credentials: a per-run `DOCKER_CONFIG` whose config.json is the run's auth file
     /// (the same `auths` format), so the classic builder's base pulls and buildx's push use them. The host's own
-    /// plugins, buildx builders and contexts are linked in; its other config.json settings do not apply.
+    /// plugins, buildx builders and contexts are linked in and its current context is kept (`DOCKER_CONTEXT`);
+    /// its other config.json settings (credsStore, credHelpers, proxies) do not apply to the build.
     private func dockerConfig() -> [String] {
         guard hasAuthFile else { return [] }
         let dir = Shell.quote(runDir + "/docker-config")
         return [
             "dc=${DOCKER_CONFIG:-$HOME/.docker}",
+            "[ -n \"${DOCKER_CONTEXT:-}\" ] || { DOCKER_CONTEXT=$(docker context show 2>/dev/null) && export DOCKER_CONTEXT; }",
             "mkdir -p \(dir) && ln -s ../auth.json \(dir)/config.json || exit \(Code.setupFailed)",
             "for d in cli-plugins buildx contexts; do if [ -e \"$dc/$d\" ]; then ln -s \"$dc/$d\" \(dir)/\"$d\"; fi; done",
             "export DOCKER_CONFIG=\(dir)",

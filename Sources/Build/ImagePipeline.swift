@@ -70,11 +70,17 @@ public enum ImagePipeline {
         }
         let registryHost = request.tags.first?.registry
         let plainHTTP = registryHost.map { run.registry.usesPlainHTTP($0) } ?? false
-        // `credentials: forward`: the host gets a short-lived auth file with the credentials resolved here, for
-        // the tags' registry and the registries of the Dockerfile's base images.
+        // `credentials: forward`: the host gets a short-lived auth file with the credential resolved here for the
+        // tags' registry and, in the same file, those for the registries of the Dockerfile's base images. Only
+        // when the tags' registry has one: otherwise no file is made and the host's own logins apply as before
+        // (an auth file replaces them for the build, so a base-image credential alone must not create one).
+        let lookup = { (host: String) in (try? run.registry.credentials.credential(for: host)).flatMap { $0 } }
         var forwarded: [String: Credential] = [:]
-        for host in ([registryHost].compactMap { $0 } + BaseImages.registries(dockerfile: context.dockerfileText ?? "")) where forwarded[host] == nil {
-            if let credential = (try? run.registry.credentials.credential(for: host)).flatMap({ $0 }) { forwarded[host] = credential }
+        if let registryHost, let credential = lookup(registryHost) {
+            forwarded[registryHost] = credential
+            for base in BaseImages.registries(dockerfile: context.dockerfileText ?? "") where forwarded[base] == nil {
+                if let credential = lookup(base) { forwarded[base] = credential }
+            }
         }
         let authJSON = forwarded.isEmpty ? nil : try? Credential.authFile(forwarded)
         let publisher = Publisher(client: RegistryClient(run.registry))

@@ -205,10 +205,17 @@ extension SSHConnection {
                                     stderr: { remoteErr.append($0) },
                                     progress: { p in sentBox.set(p.sent); progress?(p.sent) })
         } catch {
+            try? last.fileHandleForReading.close()
             stopAll()
+            try? errHandle?.close()
             throw error
         }
+        // The remote side may have stopped reading early (it failed): closing our end makes a stage still
+        // writing die of SIGPIPE instead of blocking on a full pipe forever.
+        try? last.fileHandleForReading.close()
+        if !status.succeeded { stopAll() }
         for p in processes { p.waitUntilExit() }
+        try? errHandle?.close()
         let localErr = String(decoding: FileManager.default.contents(atPath: errPath) ?? Data(), as: UTF8.self)
         // The remote side first: when it fails, the local stages die of SIGPIPE, which says nothing.
         guard status.succeeded else {

@@ -21,6 +21,11 @@ import Testing
     ])
 }
 
+@Test func baseImageRegistriesOfACRLFDockerfileWithCommentsInAContinuation() {
+    let dockerfile = "# syntax=docker/dockerfile:1\r\nFROM \\\r\n# the runtime\r\n\r\n  quay.io/team/base:1 AS base\r\nFROM base\r\n"
+    #expect(BaseImages.registries(dockerfile: dockerfile) == ["quay.io"])
+}
+
 @Test func dockerfileWithoutFromNamesNoRegistry() {
     #expect(BaseImages.registries(dockerfile: "").isEmpty)
     #expect(BaseImages.registries(dockerfile: "FROM scratch\nCOPY a /a\n").isEmpty)

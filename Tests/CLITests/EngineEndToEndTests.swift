@@ -124,16 +124,18 @@ let privateRegistryPassword = "pw-\(UUID().uuidString.prefix(8))"
 
         /// `credentials: forward` (the default) on a private registry: the base image is pulled and the result
         /// pushed with the credential from the coordinator's docker config only (the hosts have no login).
-        /// With `pushToShared`, the tags go to the anonymous shared registry: the base's registry is then known
-        /// only from the Dockerfile's `FROM`, and its credential is forwarded all the same.
+        /// With `pushToShared`, the tags go to the shared registry (which accepts any login): the base's registry
+        /// is then known only from the Dockerfile's `FROM`, and its credential travels in the same auth file.
         func buildFromAPrivateBaseWithForwardedCredentials(pushToShared: Bool = false) throws {
             let (server, privateBase) = try privateRegistry.get()
             let login = "nightly:" + privateRegistryPassword
+            let shared = try sharedRegistry.get().0.host
+            var auths = [server.host: ["auth": Data(login.utf8).base64EncodedString()]]
+            if pushToShared { auths[shared] = ["auth": Data("anyone:anything".utf8).base64EncodedString()] }
             try FileManager.default.createDirectory(atPath: fleet.dir + "/docker-config", withIntermediateDirectories: true)
-            try #"{"auths":{"\#(server.host)":{"auth":"\#(Data(login.utf8).base64EncodedString())"}}}"#
-                .write(toFile: fleet.dir + "/docker-config/config.json", atomically: true, encoding: .utf8)
+            try JSONSerialization.data(withJSONObject: ["auths": auths]).write(to: URL(fileURLWithPath: fleet.dir + "/docker-config/config.json"))
             let ctx = try context("FROM \(privateBase)\nRUN echo private-\(engine) > /p.txt\n", files: [:])
-            let pushTo = pushToShared ? try sharedRegistry.get().0.host : server.host
+            let pushTo = pushToShared ? shared : server.host
             let target = "\(pushTo)/private/\(engine)-\(UUID().uuidString.lowercased().prefix(8))"
             let meta = fleet.dir + "/meta-private.json"
             let r = try coordinator(["build", "--hosts", fleet.inventoryPath, "--metadata-file", meta, "--progress", "plain",

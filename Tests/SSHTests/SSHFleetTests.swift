@@ -240,6 +240,27 @@ import Testing
         await c.close()
     }
 
+    @Test(.timeLimit(.minutes(1))) func uploadWhoseRemoteUnpackFailsAtOnceEndsWithItsErrorNotAHang() async throws {
+        // More than the pipes and the channel window hold, so the local tar is still writing when the host
+        // gives up (it cannot create the folder).
+        let src = fleet.dir + "/up-big-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
+        for i in 0..<4 {
+            try Data((0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i &+ $0 >> 11) })
+                .write(to: URL(fileURLWithPath: src + "/blob\(i)"))
+        }
+        let c = try await SSHConnection.connect(target(fleet.hosts[0]))
+        for codec in [UploadCompression.none, .zstd] {
+            do {
+                _ = try await c.upload(directory: src, to: "/proc/coordinator-cannot-exist/dest", compression: codec, streams: 1)
+                Issue.record("\(codec): the upload into /proc succeeded")
+            } catch let e as SSHError {
+                #expect(e.message.contains("coordinator-cannot-exist"), "\(codec): \(e)")
+            }
+        }
+        await c.close()
+    }
+
     @Test func twentyParallelSessionsOnOneHostAllSucceed() async throws {
         let h = fleet.hosts[0]
         let t = target(h)

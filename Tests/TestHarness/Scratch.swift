@@ -25,13 +25,14 @@ public enum AtExit {
     }
 }
 
-/// Temporary folders of this test process, all under one root (`$TMPDIR/coordinator-tests-PID`) that is
+/// Temporary folders of this test process, all under one root (`$TMPDIR/coordinator-tests-PID-RANDOM`) that is
 /// removed when the process exits, so a test that does not clean up after itself leaves nothing behind.
 public enum Scratch {
     /// The root folder, created on first use.
     public static let root: URL = {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("coordinator-tests-\(getpid())")
-        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        // Unique (pid and random), private (0700), and new: never a folder someone else made.
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("coordinator-tests-\(getpid())-\(UUID().uuidString.prefix(8))")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         AtExit.register { try? FileManager.default.removeItem(at: url) }
         return url
     }()
