@@ -7,6 +7,18 @@ readonly BENCH_ROOT
 readonly BENCH_FLEET_SCRIPT=$BENCH_ROOT/Deploy/test-fleet.sh
 BENCH_BIN=${BENCH_BIN:-$BENCH_ROOT/.build/release}
 
+# This process's own buildah: vfs storage and an empty auth file under DIR, chroot isolation (exported).
+bench_local_buildah() { # DIR
+    cat >"$1/storage.conf" <<CONF
+[storage]
+driver = "vfs"
+graphroot = "$1/graph"
+runroot = "$1/run"
+CONF
+    echo '{"auths":{}}' >"$1/auth.json"
+    export CONTAINERS_STORAGE_CONF=$1/storage.conf BUILDAH_ISOLATION=chroot REGISTRY_AUTH_FILE=$1/auth.json
+}
+
 bench_log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
 bench_die() {

@@ -7,6 +7,8 @@
 # COORDINATOR=path uses that binary instead of building a release one.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 RUNS=${1:-5}
 export PATH=/opt/swift/usr/bin:$PATH
 for tool in docker-registry buildah; do
@@ -45,14 +47,7 @@ docker-registry serve "$WORK/config.yml" >"$WORK/registry.log" 2>&1 &
 REGISTRY_PID=$!
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.05; done
 
-cat >"$WORK/storage.conf" <<CONF
-[storage]
-driver = "vfs"
-graphroot = "$WORK/graph"
-runroot = "$WORK/run"
-CONF
-echo '{"auths":{}}' >"$WORK/auth.json"
-export CONTAINERS_STORAGE_CONF=$WORK/storage.conf BUILDAH_ISOLATION=chroot REGISTRY_AUTH_FILE=$WORK/auth.json
+bench_local_buildah "$WORK"
 
 PLATFORMS=(amd64 arm64 arm/v7 arm/v6 386 ppc64le s390x riscv64)
 declare -A DIGEST

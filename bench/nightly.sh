@@ -18,6 +18,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 ROUNDS=${1:-3}
 SLEEP=${NIGHTLY_SLEEP:-2}
 MAXJOBS=${NIGHTLY_MAXJOBS:-2}
@@ -116,14 +118,7 @@ curl -fsS "http://$REGISTRY/v2/" >/dev/null || die "docker-registry did not star
 # busybox as a linux/amd64 + linux/arm64 index, so Dockerfiles can RUN (same as Tests/TestHarness/BuildHarness.swift).
 push_base() {
     local root=$WORK/busybox-root arch c tool
-    cat >"$WORK/storage.conf" <<CONF
-[storage]
-driver = "vfs"
-graphroot = "$WORK/graph"
-runroot = "$WORK/run"
-CONF
-    echo '{"auths":{}}' >"$WORK/auth.json"
-    export CONTAINERS_STORAGE_CONF=$WORK/storage.conf BUILDAH_ISOLATION=chroot REGISTRY_AUTH_FILE=$WORK/auth.json
+    bench_local_buildah "$WORK"
     mkdir -p "$root/bin" "$root/tmp"
     cp /bin/busybox "$root/bin/busybox"
     for tool in sh sleep printf cat echo ls touch uname env test '['; do ln -s busybox "$root/bin/$tool"; done
